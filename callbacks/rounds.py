@@ -1,0 +1,126 @@
+"""Step-limited training rounds, the seed's way of training, done with Lightning's own epochs.
+
+One round is one Lightning epoch of exactly ``steps x accumulate`` micro-batches drawn from the
+endless stream. So at each round end Lightning itself validates, then ModelCheckpoint saves (the
+checkpoint holds that round's metrics), and the next round's loader is built with the next
+round's micro-batch size. A killed or stopped run continues with ``fit --ckpt_path last``.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Optional, TypedDict
+
+from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
+
+
+class Round(TypedDict, total=False):
+    """One round: ``steps`` optimizer steps; optional overrides for this round."""
+
+    steps: int
+    accumulate: int
+    batch_size: int
+    lr: float
+
+
+class StepRounds(Callback):
+    """Runs training as a sequence of step-limited rounds.
+
+    Args:
+        rounds: one entry per round: ``steps`` (optimizer steps), and optionally ``accumulate``
+            (gradient-accumulation micro-batches, default 1), ``batch_size`` (micro-batch size,
+            default ``data.batch_size``), ``lr`` (peak learning rate from this round on).
+        stop_after_each_round: end ``fit`` after every round; the next ``fit --ckpt_path last``
+            continues with the following round.
+    """
+
+    def __init__(self, rounds: list[Round], stop_after_each_round: bool = False) -> None:
+        if not rounds:
+            raise ValueError("StepRounds needs at least one round")
+        for i, r in enumerate(rounds, 1):
+            if int(r.get("steps", 0)) < 1 or int(r.get("accumulate", 1)) < 1 or int(r.get("batch_size", 1)) < 1:
+                raise ValueError(f"round {i}: steps, accumulate and batch_size must be >= 1, got {dict(r)}")
+        self.rounds = [dict(r) for r in rounds]
+        self.stop_after_each_round = stop_after_each_round
+        self.history: list[dict] = []
+        self._started = 0.0
+        self._rows_before = 0
+
+    @property
+    def total_steps(self) -> int:
+        return sum(int(r["steps"]) for r in self.rounds)
+
+    def round_of(self, epoch: int) -> dict:
+        return self.rounds[min(epoch, len(self.rounds) - 1)]
+
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        if stage != "fit":
+            return
+        datamodule = trainer.datamodule
+        if datamodule is None or not hasattr(datamodule, "round_plan"):
+            raise ValueError("StepRounds needs a datamodule with a round_plan attribute (VerifyDataModule)")
+        datamodule.round_plan = self.plan
+        if trainer.max_steps not in (-1, None, self.total_steps):
+            rank_zero_warn(f"trainer.max_steps={trainer.max_steps} replaced by the rounds' total {self.total_steps}")
+        trainer.fit_loop.epoch_loop.max_steps = self.total_steps
+        trainer.fit_loop.max_epochs = len(self.rounds)
+
+    def plan(self, epoch: int) -> tuple[int, Optional[int]]:
+        """(micro-batches in this epoch, micro-batch size) for the data module."""
+        r = self.round_of(epoch)
+        return int(r["steps"]) * int(r.get("accumulate", 1)), r.get("batch_size")
+
+    def on_train_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        r = self.round_of(trainer.current_epoch)
+        trainer.accumulate_grad_batches = int(r.get("accumulate", 1))
+        if r.get("lr") is not None:
+            for config in trainer.lr_scheduler_configs:
+                scheduler = config.scheduler
+                scheduler.base_lrs = [float(r["lr"])] * len(scheduler.base_lrs)
+                for group, lr in zip(scheduler.optimizer.param_groups, scheduler.get_lr()):
+                    group["lr"] = lr
+        self._started = time.monotonic()
+        self._rows_before = _rows_seen(trainer)
+
+    def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if trainer.sanity_checking or not trainer.training:
+            return
+        epoch = trainer.current_epoch
+        metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
+        self.history = [h for h in self.history if h["round"] != epoch + 1]
+        self.history.append({
+            "round": epoch + 1, "steps": trainer.global_step, "rows": _rows_seen(trainer) - self._rows_before,
+            "acc": metrics.get("val/acc", float("nan")), "f1": metrics.get("val/f1", float("nan")),
+            "loss": metrics.get("val/loss", float("nan")), "seconds": time.monotonic() - self._started,
+        })
+
+    def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        last_round = trainer.current_epoch + 1 >= len(self.rounds)
+        if self.stop_after_each_round and not last_round:
+            trainer.should_stop = True
+            rank_zero_info(f"round {trainer.current_epoch + 1} done; continue with: fit ... --ckpt_path last")
+
+    def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if self.history:
+            rank_zero_info(format_table(self.history))
+
+    def state_dict(self) -> dict:
+        return {"history": self.history}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.history = list(state_dict.get("history", []))
+
+
+def _rows_seen(trainer: Trainer) -> int:
+    stats = getattr(trainer.datamodule, "stats", None) or {}
+    return int(stats.get("rows_seen", 0))
+
+
+def format_table(history: list[dict]) -> str:
+    head = f"{'round':>5} {'step':>7} {'rows':>9} {'val/acc':>8} {'val/f1':>7} {'val/loss':>8} {'time':>8}"
+    lines = [head]
+    for h in history:
+        lines.append(f"{h['round']:>5} {h['steps']:>7} {h['rows']:>9} {h['acc']:>8.4f} {h['f1']:>7.4f} "
+                     f"{h['loss']:>8.4f} {h['seconds']:>7.0f}s")
+    return "\n".join(lines)

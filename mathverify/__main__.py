@@ -1,0 +1,3 @@
+from mathverify.cli import cli_main
+
+cli_main()

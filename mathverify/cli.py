@@ -1,0 +1,156 @@
+"""The ``mathverify`` command: LightningCLI with run folders and checkpoint short forms.
+
+Every run lives in ``lightning_logs/<run_name>/version_<n>/`` (TensorBoard events, config,
+``checkpoints/``, ``submission.csv``). ``--ckpt_path`` takes a file or a short form: ``last`` /
+``best`` (newest version of ``--run_name``), or ``RUN:last`` / ``RUN:best`` where RUN is a run
+name or ``name/version_<n>``. ``validate``/``test``/``predict`` read model and prompt settings
+back from the checkpoint, so only the data file needs giving.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from pathlib import Path
+from typing import Optional
+
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
+
+from mathverify.data import VerifyDataModule
+from mathverify.model import VerifierModule
+
+LINKED = ("backbone", "prompt_template", "positive_label", "negative_label", "max_length", "trust_remote_code")
+SHORT_FORM = re.compile(r"^(?:(?P<run>[^:]+):)?(?P<which>last|best)$")
+
+
+class RunConfigSaver(SaveConfigCallback):
+    """Saves ``config.yaml`` for fit (overwritten on resume) and ``config-<stage>.yaml`` otherwise."""
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        if stage != "fit":
+            self.config_filename = f"config-{stage}.yaml"
+        super().setup(trainer, pl_module, stage)
+
+
+class MathVerifyCLI(LightningCLI):
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.add_argument("--run_name", type=str, default="mathverify",
+                            help="run folder under --logs_dir; checkpoints, events and submission go there")
+        parser.add_argument("--logs_dir", type=str, default="lightning_logs", help="root folder of all runs")
+        parser.add_argument("--submission", type=Optional[str], default=None,
+                            help="predict: submission CSV (ID,is_correct); default <run folder>/submission.csv")
+        parser.add_argument("--probabilities", type=Optional[str], default=None,
+                            help="predict: also write ID,p_true to this CSV")
+        parser.add_argument("--overwrite", type=bool, default=False,
+                            help="predict: replace an existing submission/probabilities file")
+        for key in LINKED:
+            parser.link_arguments(f"model.{key}", f"data.{key}")
+
+    # ----- checkpoint short forms and run folders -------------------------------------------
+    def _parse_ckpt_path(self) -> None:
+        sub = self.config.get("subcommand")
+        if sub:
+            section = self.config[sub]
+            section.ckpt_path = resolve_ckpt_path(section.get("ckpt_path"), section.logs_dir, section.run_name, sub)
+        super()._parse_ckpt_path()
+
+    def before_instantiate_classes(self) -> None:
+        sub = self.config.get("subcommand")
+        if not sub:
+            return
+        section = self.config[sub]
+        name, version = run_folder(section.logs_dir, section.run_name, section.get("ckpt_path"), sub)
+        self.run_dir = Path(section.logs_dir) / name / version
+        if section.trainer.get("logger") in (None, True):
+            section.trainer.logger = {
+                "class_path": "lightning.pytorch.loggers.TensorBoardLogger",
+                "init_args": {"save_dir": section.logs_dir, "name": name, "version": version,
+                              "default_hp_metric": False},
+            }
+
+    def after_instantiate_classes(self) -> None:
+        if self.subcommand != "predict":
+            return
+        from callbacks.submission import SubmissionWriter
+
+        section = self.config["predict"]
+        output = section.submission or str(self.run_dir / "submission.csv")
+        self.trainer.callbacks.append(
+            SubmissionWriter(output=output, probabilities=section.probabilities, overwrite=section.overwrite)
+        )
+
+
+def _versions(logs_dir: str, run_name: str) -> list[int]:
+    root = Path(logs_dir) / run_name
+    found = [re.fullmatch(r"version_(\d+)", p.name) for p in root.glob("version_*")] if root.is_dir() else []
+    return sorted(int(m.group(1)) for m in found if m)
+
+
+def resolve_ckpt_path(value: Optional[str], logs_dir: str, run_name: str, subcommand: str) -> Optional[str]:
+    """Turn ``last``/``best``/``RUN:last``/``RUN:best`` into a checkpoint file path."""
+    if not value:
+        return value
+    match = SHORT_FORM.match(str(value))
+    if match is None or Path(value).is_file():
+        if not Path(value).is_file():
+            raise SystemExit(f"mathverify: checkpoint {value} does not exist")
+        return value
+    run = match.group("run") or run_name
+    name, _, version = run.partition("/")
+    versions = [version] if version else [f"version_{v}" for v in reversed(_versions(logs_dir, name))]
+    for candidate in versions:
+        last = Path(logs_dir) / name / candidate / "checkpoints" / "last.ckpt"
+        if last.is_file():
+            return str(last) if match.group("which") == "last" else best_checkpoint(last)
+    if subcommand == "fit" and match.group("which") == "last":
+        print(f"mathverify: no checkpoint in {Path(logs_dir) / name} yet; starting a new run", file=sys.stderr)
+        return None
+    raise SystemExit(f"mathverify: no checkpoint found for {value!r} under {Path(logs_dir) / name}")
+
+
+def best_checkpoint(last: Path) -> str:
+    """The best checkpoint recorded by ModelCheckpoint in ``last.ckpt`` (or last itself)."""
+    import torch
+
+    state = torch.load(last, map_location="cpu", weights_only=True)
+    for key, value in state.get("callbacks", {}).items():
+        if key.startswith("ModelCheckpoint") and value.get("best_model_path"):
+            best = Path(value["best_model_path"])
+            candidate = best if best.is_file() else last.parent / best.name
+            if candidate.is_file():
+                return str(candidate)
+    return str(last)
+
+
+def run_folder(logs_dir: str, run_name: str, ckpt_path: Optional[str], subcommand: str) -> tuple[str, str]:
+    """(run name, version folder): the checkpoint's own run when it lives in one, else a new version.
+
+    ``fit`` resumes in its checkpoint's folder only when the run names agree (so TensorBoard keeps
+    one curve); the other commands always log next to the checkpoint they evaluate.
+    """
+    if ckpt_path:
+        parent = Path(ckpt_path).resolve().parent
+        if parent.name == "checkpoints" and re.fullmatch(r"version_\d+", parent.parent.name):
+            name = parent.parent.parent.name
+            if name == run_name or subcommand != "fit":
+                return name, parent.parent.name
+    versions = _versions(logs_dir, run_name)
+    return run_name, f"version_{versions[-1] + 1 if versions else 0}"
+
+
+def cli_main(args=None) -> None:
+    """Entry point of ``mathverify`` and ``python -m mathverify``; ``args`` lets tests call it."""
+    MathVerifyCLI(
+        VerifierModule,
+        VerifyDataModule,
+        save_config_callback=RunConfigSaver,
+        save_config_kwargs={"overwrite": True},
+        seed_everything_default=0,
+        trainer_defaults={"log_every_n_steps": 10},
+        args=args,
+    )
+
+
+if __name__ == "__main__":
+    cli_main()

@@ -1,0 +1,229 @@
+"""The LightningModule: a (quantized) causal LM with LoRA adapters, judged by a two-logit head."""
+
+from __future__ import annotations
+
+import math
+from typing import Literal, Optional
+
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch.cli import OptimizerCallable
+from torch import nn
+
+from mathverify.backbone import LLAMA_PROJECTIONS, load_causal_lm, load_tokenizer
+from mathverify.heads import ClassifierHead, LabelTokenHead, last_positions
+from mathverify.prompt import SEED_TEMPLATE, PromptEncoder
+
+
+def default_optimizer(params):
+    return torch.optim.AdamW(params, lr=2e-4, weight_decay=0.01)
+
+
+class VerifierModule(pl.LightningModule):
+    """Fine-tunes a causal LM with LoRA to predict whether a math answer is correct.
+
+    Args:
+        backbone: Hugging Face hub name, local model folder, or ``tiny`` (built-in small Llama).
+        quantization: ``none``, ``4bit`` (nf4 + double quant) or ``8bit`` (LLM.int8) via bitsandbytes.
+        dtype: dtype of the unquantized weights and of 4-bit compute (``float32`` on CPU).
+        quant_storage: storage dtype of 4-bit weights (set it to ``dtype`` for FSDP); default uint8.
+        head: ``label_tokens`` scores the label words with lm_head rows; ``classifier`` adds a linear head.
+        prompt_template: prompt with {question}, {answer}, {solution}, ending with the label cue.
+        positive_label: label word for a correct answer (scored right after the cue).
+        negative_label: label word for a wrong answer.
+        max_length: most prompt tokens; longer prompts lose the middle of their solution.
+        lora_r: LoRA rank.
+        lora_alpha: LoRA scaling numerator (alpha / r, or alpha / sqrt(r) with rsLoRA).
+        lora_dropout: dropout on the LoRA input.
+        use_rslora: rank-stabilised LoRA scaling.
+        lora_bias: ``none``, ``all`` or ``lora_only`` (peft's ``bias``).
+        target_modules: module names that get LoRA adapters (default: all seven Llama projections).
+        modules_to_save: extra modules trained in full and saved with the adapter (e.g. ``embed_tokens``).
+        class_weights: cross-entropy weights for (wrong, correct); None for unweighted.
+        threshold: decision threshold on P(correct) for validate/test/predict.
+        gradient_checkpointing: recompute activations in backward (non-reentrant, DDP-safe).
+        optimizer: optimizer factory over the trainable parameters.
+        warmup_fraction: share of ``trainer.max_steps`` spent warming the learning rate up linearly.
+        schedule: learning-rate decay after warm-up: ``cosine``, ``linear`` or ``constant``.
+        trust_remote_code: let transformers run code shipped with a hub model (off unless asked).
+        attn_implementation: transformers attention kernel (``sdpa``, ``eager``, ``flash_attention_2``).
+    """
+
+    def __init__(
+        self,
+        backbone: str = "tiny",
+        quantization: Literal["none", "4bit", "8bit"] = "none",
+        dtype: Literal["float32", "bfloat16", "float16"] = "float32",
+        quant_storage: Optional[Literal["uint8", "float32", "bfloat16", "float16"]] = None,
+        head: Literal["label_tokens", "classifier"] = "label_tokens",
+        prompt_template: str = SEED_TEMPLATE,
+        positive_label: str = "True",
+        negative_label: str = "False",
+        max_length: int = 1024,
+        lora_r: int = 16,
+        lora_alpha: float = 32.0,
+        lora_dropout: float = 0.0,
+        use_rslora: bool = False,
+        lora_bias: Literal["none", "all", "lora_only"] = "none",
+        target_modules: list[str] = list(LLAMA_PROJECTIONS),
+        modules_to_save: list[str] = [],
+        class_weights: Optional[tuple[float, float]] = None,
+        threshold: float = 0.5,
+        gradient_checkpointing: bool = False,
+        optimizer: OptimizerCallable = default_optimizer,
+        warmup_fraction: float = 0.1,
+        schedule: Literal["cosine", "linear", "constant"] = "cosine",
+        trust_remote_code: bool = False,
+        attn_implementation: str = "sdpa",
+    ) -> None:
+        super().__init__()
+        _check_settings(lora_r, lora_alpha, lora_dropout, max_length, threshold, warmup_fraction, class_weights)
+        self.save_hyperparameters(ignore=["optimizer"])
+        self.optimizer_factory = optimizer
+        self.threshold = threshold
+        self.model: Optional[nn.Module] = None  # built in configure_model, so --help stays fast
+        self.head: Optional[nn.Module] = None
+        self.strict_loading = False  # checkpoints hold only the trainable weights
+
+    # ----- building -------------------------------------------------------------------------
+    def configure_model(self) -> None:
+        if self.model is not None:
+            return
+        hp = self.hparams
+        tokenizer = load_tokenizer(hp.backbone, hp.trust_remote_code)
+        encoder = PromptEncoder(tokenizer, hp.prompt_template, hp.positive_label, hp.negative_label, hp.max_length)
+        device = self.trainer.strategy.root_device if self._trainer is not None else torch.device("cpu")
+        base = load_causal_lm(
+            hp.backbone,
+            quantization=hp.quantization,
+            dtype=hp.dtype,
+            device=device,
+            trust_remote_code=hp.trust_remote_code,
+            attn_implementation=hp.attn_implementation,
+            quant_storage=hp.quant_storage,
+        )
+        if hp.gradient_checkpointing:
+            base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        self.model = self._with_lora(base)
+        labels = encoder.labels
+        if hp.head == "label_tokens":
+            self.head = LabelTokenHead(labels.negative_id, labels.positive_id)
+        else:
+            self.head = ClassifierHead(base.config.hidden_size)
+        self.head.to(device)
+
+    def _with_lora(self, base: nn.Module) -> nn.Module:
+        from peft import LoraConfig, get_peft_model
+
+        hp = self.hparams
+        config = LoraConfig(
+            r=hp.lora_r,
+            lora_alpha=hp.lora_alpha,
+            lora_dropout=hp.lora_dropout,
+            use_rslora=hp.use_rslora,
+            bias=hp.lora_bias,
+            target_modules=list(hp.target_modules),
+            modules_to_save=list(hp.modules_to_save) or None,
+            task_type="CAUSAL_LM",
+        )
+        return get_peft_model(base, config)
+
+    # ----- forward and steps ----------------------------------------------------------------
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """input_ids/attention_mask [B, T] right-padded, lengths [B] -> logits [B, 2] (wrong, correct)."""
+        causal_lm = self.model.get_base_model()
+        hidden = causal_lm.get_decoder()(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        last = last_positions(hidden, lengths)  # [B, H]; already through the final norm
+        return self.head(last, causal_lm.get_output_embeddings())
+
+    def _step(self, batch: dict, stage: str) -> dict:
+        logits = self(batch["input_ids"], batch["attention_mask"], batch["lengths"])
+        labels = batch["labels"]
+        weight = None
+        if self.hparams.class_weights is not None:
+            weight = torch.tensor(self.hparams.class_weights, dtype=logits.dtype, device=logits.device)
+        loss = nn.functional.cross_entropy(logits, labels, weight=weight)
+        batch_size = labels.shape[0]
+        on_step = stage == "train"
+        self.log(f"{stage}/loss", loss, on_step=on_step, on_epoch=not on_step, prog_bar=True,
+                 batch_size=batch_size, sync_dist=not on_step)
+        return {"loss": loss, "probs": logits.detach().softmax(-1)[:, 1], "labels": labels}
+
+    def training_step(self, batch: dict, batch_idx: int) -> dict:
+        return self._step(batch, "train")
+
+    def validation_step(self, batch: dict, batch_idx: int) -> dict:
+        return self._step(batch, "val")
+
+    def test_step(self, batch: dict, batch_idx: int) -> dict:
+        return self._step(batch, "test")
+
+    def predict_step(self, batch: dict, batch_idx: int) -> dict:
+        logits = self(batch["input_ids"], batch["attention_mask"], batch["lengths"])
+        return {"probs": logits.softmax(-1)[:, 1], "row_index": batch["row_index"], "ids": batch["ids"]}
+
+    # ----- optimisation ---------------------------------------------------------------------
+    def configure_optimizers(self):
+        params = [p for p in self.parameters() if p.requires_grad]
+        optimizer = self.optimizer_factory(params)
+        # trainer.max_steps, not estimated_stepping_batches: reading the latter makes Lightning
+        # skip restoring the dataloader state on resume (Lightning issue 20550).
+        total = self.trainer.max_steps
+        if total is None or total <= 0:
+            raise ValueError("set trainer.max_steps (the stream is endless; steps bound the run)")
+        warmup = int(self.hparams.warmup_fraction * total)
+        schedule = self.hparams.schedule
+
+        def factor(step: int) -> float:
+            if step < warmup:
+                return (step + 1) / (warmup + 1)
+            progress = min(1.0, (step - warmup) / max(1, total - warmup))
+            if schedule == "cosine":
+                return 0.5 * (1.0 + math.cos(math.pi * progress))
+            if schedule == "linear":
+                return 1.0 - progress
+            return 1.0
+
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    # ----- checkpoints: trainable weights only ----------------------------------------------
+    def trainable_state_dict(self) -> dict[str, torch.Tensor]:
+        names = {n for n, p in self.named_parameters() if p.requires_grad}
+        return {k: v for k, v in self.state_dict().items() if k in names}
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        # The frozen base (16 GB for Llama-3-8B) is reloaded from its source; keep only what trains.
+        checkpoint["state_dict"] = self.trainable_state_dict()
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        expected = set(self.trainable_state_dict()) if self.model is not None else None
+        if expected is not None:
+            got = set(checkpoint["state_dict"])
+            if got != expected:
+                missing, unexpected = sorted(expected - got)[:3], sorted(got - expected)[:3]
+                raise ValueError(
+                    "checkpoint does not match this model's adapter (another backbone or LoRA shape?): "
+                    f"missing {missing}, unexpected {unexpected}"
+                )
+
+
+def _check_settings(r, alpha, dropout, max_length, threshold, warmup, class_weights) -> None:
+    """One-line errors for impossible values, before any weight is loaded."""
+    problems = []
+    if r < 1:
+        problems.append(f"lora_r must be >= 1, got {r}")
+    if alpha <= 0:
+        problems.append(f"lora_alpha must be > 0, got {alpha}")
+    if not 0 <= dropout < 1:
+        problems.append(f"lora_dropout must be in [0, 1), got {dropout}")
+    if max_length < 64:
+        problems.append(f"max_length must be >= 64, got {max_length}")
+    if not 0 < threshold < 1:
+        problems.append(f"threshold must be in (0, 1), got {threshold}")
+    if not 0 <= warmup < 1:
+        problems.append(f"warmup_fraction must be in [0, 1), got {warmup}")
+    if class_weights is not None and (len(class_weights) != 2 or min(class_weights) <= 0):
+        problems.append(f"class_weights must be two positive numbers, got {class_weights}")
+    if problems:
+        raise ValueError("; ".join(problems))

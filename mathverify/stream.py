@@ -1,0 +1,137 @@
+"""The training stream: endless, sharded by rank, shuffled in a buffer, exactly resumable.
+
+Rows flow source -> (rank's share, not validation, readable) -> buffer of ``buffer_size`` rows ->
+tokenized together -> (optionally) sorted by length and cut into micro-batches -> batches in a
+seeded random order. Its position is four integers (:class:`StreamPosition`); every batch carries
+the position *after* it, so whoever consumed the batch knows where to resume: re-read the source
+up to the buffer's first row, rebuild the same buffer, skip the batches already used.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from dataclasses import asdict, dataclass
+from typing import Iterator, Optional
+
+import torch
+
+from mathverify.examples import clean_row, collate_examples
+from mathverify.sources import DataError, Part, iter_rows
+from mathverify.split import digest_fraction, question_digest
+
+
+@dataclass
+class StreamPosition:
+    """Where the training stream stands (plain integers, safe in a weights-only checkpoint)."""
+
+    passes: int = 0  # full reads of the source completed
+    rows_read: int = 0  # source rows read in this pass before the current buffer began
+    buffer_index: int = 0  # buffers started so far (seeds each buffer's shuffle)
+    batches_done: int = 0  # batches already taken from the current buffer
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class ValidationRule:
+    """Which questions belong to validation: a digest fraction, an explicit digest set, or both."""
+
+    fraction: Optional[float] = None
+    digests: frozenset = frozenset()
+
+    def is_validation(self, digest: str) -> bool:
+        if digest in self.digests:
+            return True
+        return self.fraction is not None and digest_fraction(digest) < self.fraction
+
+
+class TrainStream(torch.utils.data.IterableDataset):
+    """Yields collated micro-batches; ``num_batches`` of them per iteration, or forever if None."""
+
+    def __init__(self, parts: list[Part], encoder, pad_id: int, *, rank: int, world_size: int,
+                 validation: ValidationRule, batch_size: int, buffer_size: int, group_by_length: bool,
+                 seed: int, start: StreamPosition, num_batches: Optional[int]) -> None:
+        super().__init__()
+        self.parts, self.encoder, self.pad_id = parts, encoder, pad_id
+        self.rank, self.world_size, self.validation = rank, world_size, validation
+        self.batch_size, self.buffer_size = batch_size, max(buffer_size, batch_size)
+        self.group_by_length, self.seed = group_by_length, seed
+        self.start, self.num_batches = start, num_batches
+
+    def __len__(self) -> int:
+        if self.num_batches is None:
+            raise TypeError("endless stream")  # Lightning treats this as an infinite loader
+        return self.num_batches
+
+    def __iter__(self) -> Iterator[dict]:
+        pos = StreamPosition(**self.start.as_dict())
+        source = iter_rows(self.parts, start=pos.rows_read)  # one live reader, re-opened per pass
+        produced = 0
+        while self.num_batches is None or produced < self.num_batches:
+            batches, rows_after, skipped, truncated = self._buffer(pos, source)
+            if pos.batches_done:  # a rebuilt buffer: its counts went out with its first batch
+                skipped, truncated = Counter(), 0
+            for batch in batches[pos.batches_done:]:
+                pos.batches_done += 1
+                done = pos.batches_done == len(batches)
+                after = self._next_buffer(pos, rows_after) if done else pos
+                batch["stream"] = {"position": after.as_dict(), "skipped": dict(skipped),
+                                   "truncated": truncated, "rows": len(batch["ids"])}
+                skipped, truncated = Counter(), 0
+                yield batch
+                produced += 1
+                if self.num_batches is not None and produced >= self.num_batches:
+                    return
+            pos = self._next_buffer(pos, rows_after)
+            if rows_after is None:
+                source = iter_rows(self.parts)
+
+    def _next_buffer(self, pos: StreamPosition, rows_after: Optional[int]) -> StreamPosition:
+        if rows_after is None:  # the source ran out inside this buffer: the next one starts a new pass
+            return StreamPosition(pos.passes + 1, 0, pos.buffer_index + 1, 0)
+        return StreamPosition(pos.passes, rows_after, pos.buffer_index + 1, 0)
+
+    def _buffer(self, pos: StreamPosition, source: Iterator):
+        """Rebuild the buffer that starts at ``pos``: (batches, rows read after it or None, skips, cuts)."""
+        rows, skipped = [], Counter()
+        index = pos.rows_read
+        rows_after = None
+        for name, number, raw in source:
+            index += 1
+            if (index - 1) % self.world_size != self.rank:
+                continue
+            if not isinstance(raw.get("question"), str):
+                skipped["non-text question"] += 1
+                continue
+            if self.validation.is_validation(question_digest(raw["question"])):
+                continue
+            row, reason, _ = clean_row(raw, need_label=True)
+            if row is None:
+                skipped[reason] += 1
+                continue
+            row["row_index"] = index - 1
+            row["id"] = f"{name}:{number}"
+            rows.append(row)
+            if len(rows) >= self.buffer_size:
+                rows_after = index
+                break
+        if not rows:
+            if pos.rows_read == 0:
+                names = ", ".join(p.name for p in self.parts)
+                raise DataError(f"training stream: no usable training rows for rank {self.rank} in {names}")
+            return [], None, skipped, 0
+        ids, truncated = self.encoder.encode(rows)
+        return self._batches(rows, ids, pos), rows_after, skipped, truncated
+
+    def _batches(self, rows: list[dict], ids: list[list[int]], pos: StreamPosition) -> list[dict]:
+        examples = [dict(input_ids=i, label=r["label"], row_index=r["row_index"], id=r["id"])
+                    for i, r in zip(ids, rows)]
+        rng = random.Random(f"{self.seed}:{pos.passes}:{pos.buffer_index}")
+        rng.shuffle(examples)
+        if self.group_by_length:  # similar lengths share a batch: less padding
+            examples.sort(key=lambda e: len(e["input_ids"]))
+        chunks = [examples[i:i + self.batch_size] for i in range(0, len(examples), self.batch_size)]
+        rng.shuffle(chunks)
+        return [collate_examples(c, self.pad_id) for c in chunks]

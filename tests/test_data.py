@@ -1,0 +1,130 @@
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from mathverify.data import VerifyDataModule
+from mathverify.sources import DataError, resolve_parts
+from mathverify.stream import StreamPosition, TrainStream, ValidationRule
+from mathverify.synthetic import generate_rows
+
+
+def _stream(encoder, tokenizer, start=StreamPosition(), num_batches=None, rank=0, world_size=1,
+            spec="synthetic:300:1", validation=ValidationRule()):
+    return TrainStream(resolve_parts(spec), encoder, tokenizer.pad_token_id, rank=rank, world_size=world_size,
+                       validation=validation, batch_size=4, buffer_size=32, group_by_length=True, seed=3,
+                       start=start, num_batches=num_batches)
+
+
+def _datamodule(tiny_path, **kwargs):
+    dm = VerifyDataModule(backbone=tiny_path, max_length=512, **kwargs)
+    dm.trainer = SimpleNamespace(global_rank=0, world_size=1, current_epoch=0)
+    return dm
+
+
+def test_resume_from_any_batch_gives_the_same_rows(encoder, tokenizer):
+    reference = list(_stream(encoder, tokenizer, num_batches=30))
+    for k in (0, 4, 7, 8, 19):  # inside a buffer, at buffer ends (8 batches of 4 per buffer of 32)
+        position = StreamPosition(**reference[k]["stream"]["position"])
+        resumed = list(_stream(encoder, tokenizer, start=position, num_batches=30 - k - 1))
+        assert [b["ids"] for b in resumed] == [b["ids"] for b in reference[k + 1:]]
+        assert all(torch.equal(a["input_ids"], b["input_ids"]) for a, b in zip(resumed, reference[k + 1:]))
+
+
+def test_stream_cycles_passes_and_reshuffles(encoder, tokenizer):
+    batches = list(_stream(encoder, tokenizer, spec="synthetic:40:1", num_batches=25))
+    ids = [i for b in batches for i in b["ids"]]
+    assert len(ids) == 100 and len(set(ids)) == 40  # 2.5 passes over 40 rows
+    assert batches[-1]["stream"]["position"]["passes"] == 2
+    assert ids[:40] != ids[40:80] and sorted(ids[:40]) == sorted(ids[40:80])
+
+
+def test_ranks_read_disjoint_rows(encoder, tokenizer):
+    seen = []
+    for rank in (0, 1):
+        batches = list(_stream(encoder, tokenizer, spec="synthetic:64:2", rank=rank, world_size=2, num_batches=8))
+        seen.append({i for b in batches for i in b["ids"]})
+    assert not seen[0] & seen[1] and len(seen[0] | seen[1]) == 64
+
+
+def test_length_grouping_reduces_padding(encoder, tokenizer):
+    from mathverify.examples import padding_fraction
+
+    grouped = list(_stream(encoder, tokenizer, num_batches=40))
+    plain = TrainStream(resolve_parts("synthetic:300:1"), encoder, tokenizer.pad_token_id, rank=0, world_size=1,
+                        validation=ValidationRule(), batch_size=4, buffer_size=32, group_by_length=False, seed=3,
+                        start=StreamPosition(), num_batches=40)
+    assert padding_fraction(grouped) < padding_fraction(list(plain))
+
+
+def test_validation_split_by_question_never_leaks(tiny_path):
+    dm = _datamodule(tiny_path, train_files="synthetic:400:5", val_size=60, val_scan_rows=400, buffer_size=64)
+    dm.setup("fit")
+    val_ids = {e["digest"] for e in dm.val_examples}
+    assert 60 <= len(dm.val_examples) <= 64
+    train_rows = [i for b in _take(dm.train_dataloader(), 40) for i in b["ids"]]
+    from mathverify.split import question_digest
+    rows = list(generate_rows(400, seed=5))
+    train_digests = {question_digest(rows[int(i.rsplit(":", 1)[1]) - 1]["question"]) for i in train_rows}
+    assert train_digests and not train_digests & val_ids
+
+
+def _take(loader, n):
+    out = []
+    for batch in loader:
+        out.append(batch)
+        if len(out) == n:
+            break
+    return out
+
+
+def test_bad_label_in_validation_names_file_row_column(tiny_path, write_csv):
+    rows = [{"question": f"q{i}", "is_correct": "True", "answer": "1", "solution": "s"} for i in range(5)]
+    rows[3]["is_correct"] = "maybe"
+    path = write_csv(rows)
+    dm = _datamodule(tiny_path, train_files="synthetic:50:0", val_files=path)
+    with pytest.raises(DataError, match=r"rows\.csv: row 4, column is_correct: unreadable label \('maybe'\)"):
+        dm.setup("fit")
+
+
+def test_bad_training_rows_are_skipped_and_counted(encoder, tokenizer, write_csv):
+    rows = [{"question": f"q{i}", "is_correct": "yes" if i % 2 else "0", "answer": "1", "solution": "s"}
+            for i in range(12)]
+    rows[2]["is_correct"] = "perhaps"
+    rows[5]["question"] = ""
+    path = write_csv(rows)
+    batches = list(_stream(encoder, tokenizer, spec=path, num_batches=3))
+    assert sum(len(b["ids"]) for b in batches) == 10
+    assert batches[0]["stream"]["skipped"] == {"unreadable label": 1, "empty question": 1}
+    labels = [int(v) for b in batches for v in b["labels"]]
+    assert sorted(labels) == sorted(int(i % 2) for i in range(12) if i not in (2, 5))
+
+
+def test_predict_keeps_row_order_and_ids(tiny_path, write_csv):
+    rows = [{"ID": 10 + i, "question": f"q{i}", "answer": str(i), "solution": "x " * (i * 13 % 50 + 1)}
+            for i in range(23)]
+    dm = _datamodule(tiny_path, predict_files=write_csv(rows), eval_batch_size=5)
+    dm.setup("predict")
+    batches = list(dm.predict_dataloader())
+    assert [i for b in batches for i in b["ids"]] == [str(10 + i) for i in range(23)]
+    assert [int(i) for b in batches for i in b["row_index"]] == list(range(23))
+
+
+def test_missing_columns_and_files_are_clear(tiny_path, write_csv, tmp_path):
+    path = write_csv([{"question": "q", "solution": "s"}])
+    dm = _datamodule(tiny_path, predict_files=path)
+    with pytest.raises(DataError, match="missing column\\(s\\) answer; found question, solution"):
+        dm.setup("predict")
+    dm = _datamodule(tiny_path, predict_files=str(tmp_path / "nope.csv"))
+    with pytest.raises(DataError, match="nope.csv: no such file"):
+        dm.setup("predict")
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".parquet", ".csv"])
+def test_formats_read_the_same_rows(tiny_path, tmp_path, suffix):
+    from mathverify.synthetic import write_rows
+
+    path = write_rows(tmp_path / f"test{suffix}", 12, seed=4, test=True)
+    dm = _datamodule(tiny_path, predict_files=str(path))
+    dm.setup("predict")
+    assert [e["id"] for e in dm.predict_examples] == [str(i) for i in range(12)]

@@ -1,0 +1,40 @@
+import torch
+
+from mathverify.heads import ClassifierHead, LabelTokenHead, last_positions
+
+
+def test_last_positions_picks_the_last_real_token():
+    hidden = torch.arange(2 * 4 * 3, dtype=torch.float).reshape(2, 4, 3)
+    out = last_positions(hidden, torch.tensor([2, 4]))
+    assert torch.equal(out, torch.stack([hidden[0, 1], hidden[1, 3]]))
+
+
+def test_label_token_logits_equal_full_vocab_logits(tiny_path, encoder):
+    """The two-row product is exactly the full lm_head output at the label ids."""
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_path, dtype=torch.float32).eval()
+    rows = [{"question": f"Q{i}?", "answer": str(i), "solution": "x " * (5 + 7 * i)} for i in range(3)]
+    ids, _ = encoder.encode(rows)
+    width = max(map(len, ids))
+    input_ids = torch.zeros(3, width, dtype=torch.long)
+    mask = torch.zeros_like(input_ids)
+    for i, row in enumerate(ids):
+        input_ids[i, : len(row)] = torch.tensor(row)
+        mask[i, : len(row)] = 1
+    lengths = mask.sum(1)
+    head = LabelTokenHead(encoder.labels.negative_id, encoder.labels.positive_id)
+    with torch.no_grad():
+        hidden = model.get_decoder()(input_ids=input_ids, attention_mask=mask).last_hidden_state
+        ours = head(last_positions(hidden, lengths), model.get_output_embeddings())
+        full = model(input_ids=input_ids, attention_mask=mask).logits  # [B, T, V]
+    expected = full[torch.arange(3), lengths - 1][:, [encoder.labels.negative_id, encoder.labels.positive_id]]
+    assert ours.shape == (3, 2)
+    torch.testing.assert_close(ours, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_classifier_head_starts_neutral():
+    head = ClassifierHead(8)
+    logits = head(torch.randn(4, 8))
+    assert torch.equal(logits, torch.zeros(4, 2))
+    assert sum(p.numel() for p in head.parameters()) == 18

@@ -1,0 +1,158 @@
+"""SubmissionWriter on a tiny Trainer whose module predicts fixed probabilities in shuffled row order."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+
+import lightning.pytorch as pl
+import pytest
+import torch
+from lightning.fabric.plugins.environments.lightning import find_free_network_port
+from torch.utils.data import DataLoader, Dataset
+
+from callbacks import SubmissionWriter
+from callbacks.submission import merge_parts
+
+P_TRUE = [0.91, 0.2, 0.5, 0.734567891, 0.05, 0.6, 0.49]
+IDS = [f"q{row}" for row in range(len(P_TRUE))]
+# The loader serves rows out of file order; the submission must still follow row_index.
+SERVED_ORDER = [4, 0, 6, 2, 5, 1, 3]
+
+
+class ShuffledRows(Dataset):
+    def __len__(self) -> int:
+        return len(SERVED_ORDER)
+
+    def __getitem__(self, position: int) -> dict:
+        row = SERVED_ORDER[position]
+        return {"row_index": row, "p_true": P_TRUE[row], "id": IDS[row]}
+
+
+class FixedProbsModule(pl.LightningModule):
+    """predict_step hands back the dataset's probabilities; counts batches to prove none ran."""
+
+    def __init__(self, threshold: float = 0.5) -> None:
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.zeros(1))
+        self.threshold = threshold
+        self.predicted_batches = 0
+
+    def predict_step(self, batch, batch_idx):
+        self.predicted_batches += 1
+        return {"probs": batch["p_true"].float(), "row_index": batch["row_index"], "ids": list(batch["id"])}
+
+
+def predict(writer: SubmissionWriter, module: FixedProbsModule | None = None, **trainer_args) -> FixedProbsModule:
+    module = module or FixedProbsModule()
+    trainer = pl.Trainer(
+        accelerator="cpu", logger=False, callbacks=[writer], enable_progress_bar=False,
+        enable_checkpointing=False, enable_model_summary=False, **({"devices": 1} | trainer_args),
+    )
+    trainer.predict(module, DataLoader(ShuffledRows(), batch_size=3), return_predictions=False)
+    return module
+
+
+def read_csv(path) -> list[list[str]]:
+    with open(path, newline="") as file:
+        return list(csv.reader(file))
+
+
+def test_submission_lists_every_id_once_in_row_order(tmp_path, capsys):
+    output = tmp_path / "out" / "nested" / "submission.csv"  # parent folders do not exist yet
+    probabilities = tmp_path / "probs" / "p_true.csv"
+    predict(SubmissionWriter(output=str(output), probabilities=str(probabilities)))
+
+    # Strictly above 0.5 is True, so the row at exactly 0.5 is False.
+    assert read_csv(output) == [
+        ["ID", "is_correct"], ["q0", "True"], ["q1", "False"], ["q2", "False"], ["q3", "True"],
+        ["q4", "False"], ["q5", "True"], ["q6", "False"],
+    ]
+    assert read_csv(probabilities) == [
+        ["ID", "p_true"], ["q0", "0.910000"], ["q1", "0.200000"], ["q2", "0.500000"], ["q3", "0.734568"],
+        ["q4", "0.050000"], ["q5", "0.600000"], ["q6", "0.490000"],
+    ]
+    assert sorted(path.name for path in output.parent.iterdir()) == ["submission.csv"]  # no parts, no temp
+    assert capsys.readouterr().out.strip().splitlines()[-1] == (
+        f"SubmissionWriter: wrote 7 rows, 42.9% predicted True, to {output}"
+    )
+
+
+@pytest.mark.parametrize(
+    ("writer_threshold", "module_threshold", "expected_true"),
+    [(None, 0.55, ["q0", "q3", "q5"]), (None, 0.45, ["q0", "q2", "q3", "q5", "q6"]), (0.7, 0.45, ["q0", "q3"])],
+)
+def test_threshold_defaults_to_the_module(tmp_path, writer_threshold, module_threshold, expected_true):
+    output = tmp_path / "submission.csv"
+    predict(SubmissionWriter(output=str(output), threshold=writer_threshold), FixedProbsModule(module_threshold))
+
+    assert [row_id for row_id, value in read_csv(output)[1:] if value == "True"] == expected_true
+
+
+@pytest.mark.parametrize("existing", ["submission.csv", "p_true.csv"])
+def test_refuses_to_overwrite_before_predicting(tmp_path, existing):
+    (tmp_path / existing).write_text("keep me\n")
+    writer = SubmissionWriter(output=str(tmp_path / "submission.csv"), probabilities=str(tmp_path / "p_true.csv"))
+    module = FixedProbsModule()
+
+    with pytest.raises(FileExistsError, match=rf"{existing} already exists; set overwrite=True"):
+        predict(writer, module)
+    assert module.predicted_batches == 0
+    assert (tmp_path / existing).read_text() == "keep me\n"
+
+
+def test_overwrite_flag_replaces_existing_files(tmp_path):
+    output, probabilities = tmp_path / "submission.csv", tmp_path / "p_true.csv"
+    output.write_text("old\n")
+    probabilities.write_text("old\n")
+    predict(SubmissionWriter(output=str(output), probabilities=str(probabilities), overwrite=True))
+
+    assert [row_id for row_id, _ in read_csv(output)[1:]] == IDS
+    assert len(read_csv(probabilities)) == len(IDS) + 1
+
+
+def test_stale_part_from_a_crashed_run_is_ignored(tmp_path):
+    output = tmp_path / "submission.csv"
+    stale = {"row_index": 99, "id": "stale", "p_true": 1.0}
+    (tmp_path / "submission.csv.part-rank0.jsonl").write_text(json.dumps(stale) + "\n")
+    predict(SubmissionWriter(output=str(output)))
+
+    assert [row_id for row_id, _ in read_csv(output)[1:]] == IDS
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="ddp_fork needs os.fork")
+def test_two_ranks_merge_into_one_submission(tmp_path, monkeypatch):
+    # 7 rows on 2 ranks: the DistributedSampler pads rank 1 with a repeat of one row.
+    monkeypatch.setenv("MASTER_PORT", str(find_free_network_port()))
+    output = tmp_path / "submission.csv"
+    predict(SubmissionWriter(output=str(output)), devices=2, strategy="ddp_fork")
+
+    assert [row_id for row_id, _ in read_csv(output)[1:]] == IDS
+    assert [path.name for path in tmp_path.iterdir()] == ["submission.csv"]
+
+
+def write_part(path, rows: list[tuple[int, str, float]]) -> None:
+    path.write_text("".join(json.dumps({"row_index": i, "id": s, "p_true": p}) + "\n" for i, s, p in rows))
+
+
+def test_merge_keeps_one_row_per_index_across_ranks(tmp_path):
+    # Two ranks, interleaved like DistributedSampler, rank 1 repeating row 0 as sampler padding.
+    write_part(tmp_path / "rank0", [(0, "a", 0.1), (2, "c", 0.3)])
+    write_part(tmp_path / "rank1", [(1, "b", 0.2), (0, "a", 0.1)])
+
+    rows = merge_parts([tmp_path / "rank0", tmp_path / "rank1"])
+    assert [(row.row_index, row.id, row.p_true) for row in rows] == [(0, "a", 0.1), (1, "b", 0.2), (2, "c", 0.3)]
+
+
+def test_merge_rejects_gaps_conflicts_and_missing_parts(tmp_path):
+    write_part(tmp_path / "gap", [(0, "a", 0.1), (3, "d", 0.4)])
+    with pytest.raises(ValueError, match=r"miss 2 of the rows 0..3, e.g. row_index \[1, 2\]"):
+        merge_parts([tmp_path / "gap"])
+
+    write_part(tmp_path / "conflict", [(0, "a", 0.1), (0, "z", 0.1)])
+    with pytest.raises(ValueError, match="row_index 0 was predicted with two IDs"):
+        merge_parts([tmp_path / "conflict"])
+
+    with pytest.raises(FileNotFoundError, match="missing"):
+        merge_parts([tmp_path / "nowhere"])
