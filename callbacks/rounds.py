@@ -61,6 +61,7 @@ class StepRounds(Callback):
         if datamodule is None or not hasattr(datamodule, "round_plan"):
             raise ValueError("StepRounds needs a datamodule with a round_plan attribute (VerifyDataModule)")
         datamodule.round_plan = self.plan
+        trainer.reload_dataloaders_every_n_epochs = 1  # each round's loader: its length and batch size
         if trainer.max_steps not in (-1, None, self.total_steps):
             rank_zero_warn(f"trainer.max_steps={trainer.max_steps} replaced by the rounds' total {self.total_steps}")
         trainer.fit_loop.epoch_loop.max_steps = self.total_steps

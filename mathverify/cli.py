@@ -27,7 +27,8 @@ SHORT_FORM = re.compile(r"^(?:(?P<run>[^:]+):)?(?P<which>last|best)$")
 class RunConfigSaver(SaveConfigCallback):
     """Saves ``config.yaml`` for fit (overwritten on resume) and ``config-<stage>.yaml`` otherwise."""
 
-    def setup(self, trainer, pl_module, stage: str) -> None:
+    def setup(self, trainer, pl_module, stage) -> None:
+        stage = getattr(stage, "value", stage)  # Lightning passes a TrainerFn enum
         if stage != "fit":
             self.config_filename = f"config-{stage}.yaml"
         super().setup(trainer, pl_module, stage)

@@ -42,7 +42,7 @@ class VerifierModule(pl.LightningModule):
         class_weights: cross-entropy weights for (wrong, correct); None for unweighted.
         threshold: decision threshold on P(correct) for validate/test/predict.
         gradient_checkpointing: recompute activations in backward (non-reentrant, DDP-safe).
-        optimizer: optimizer factory over the trainable parameters.
+        optimizer: optimizer factory over the trainable parameters (default AdamW, lr 2e-4, wd 0.01).
         warmup_fraction: share of ``trainer.max_steps`` spent warming the learning rate up linearly.
         schedule: learning-rate decay after warm-up: ``cosine``, ``linear`` or ``constant``.
         trust_remote_code: let transformers run code shipped with a hub model (off unless asked).
@@ -70,7 +70,7 @@ class VerifierModule(pl.LightningModule):
         class_weights: Optional[tuple[float, float]] = None,
         threshold: float = 0.5,
         gradient_checkpointing: bool = False,
-        optimizer: OptimizerCallable = default_optimizer,
+        optimizer: Optional[OptimizerCallable] = None,
         warmup_fraction: float = 0.1,
         schedule: Literal["cosine", "linear", "constant"] = "cosine",
         trust_remote_code: bool = False,
@@ -79,7 +79,7 @@ class VerifierModule(pl.LightningModule):
         super().__init__()
         _check_settings(lora_r, lora_alpha, lora_dropout, max_length, threshold, warmup_fraction, class_weights)
         self.save_hyperparameters(ignore=["optimizer"])
-        self.optimizer_factory = optimizer
+        self.optimizer_factory = optimizer or default_optimizer
         self.threshold = threshold
         self.model: Optional[nn.Module] = None  # built in configure_model, so --help stays fast
         self.head: Optional[nn.Module] = None

@@ -5,27 +5,45 @@ Each row is ``{"question", "answer", "solution", "is_correct"}`` like the contes
 whether that value equals the true result. Every question gets 1 to 4 consecutive rows
 (solutions drawn independently), so splits must be made by question, as in the real data.
 
-About 40 % of rows are correct. Solutions are ~70 % prose with LaTeX-ish steps and ~30 %
-"Let's solve this problem using Python code." with ``<llm-code>`` / ``<llm-code-output>``.
+About 40 % of rows are correct. Before forced styles, solutions are ~70 % prose with
+LaTeX-ish steps and ~30 % "Let's solve this problem using Python code." with ``<llm-code>`` /
+``<llm-code-output>``; ``crashed_code`` rows are always code and ``negative_result`` rows
+always prose, which brings code style to ~48 % of all rows.
 
-Error kinds of the incorrect rows (shares of the incorrect rows):
+Error kinds of the incorrect rows: intended draw shares (``ERROR_KIND_SHARES``), then the
+realised shares of the incorrect rows / of all rows for 3,000 rows with seed 0 (40.4 % correct):
 
-* ``wrong_operation`` (~60 %): one step uses the operator that contradicts the question's
-  keyword ("gives away" -> ``+``, "each of the 5 boxes holds" -> ``+``, "shares equally"
-  -> ``\\times``); the arithmetic is right. The solution restates the keyword right next to
-  the operator, so a small model can spot the contradiction locally.
-* ``arithmetic_slip`` (~20 %): one step result is off by 1-3 or 10; later steps compute
-  correctly from the wrong value, so the error reaches the boxed answer. In code style the
-  slipped step is a hand-computed literal (``apples = 8  # 12 - 5``); 20 % of correct code
+* ``crashed_code`` (30 % -> 49 % / 29 %): the program's last line misspells the result
+  variable (``apple`` for ``apples``), ``<llm-code-output>`` shows ``Traceback ... NameError``,
+  and the closing sentence boxes a guessed number near the true result anyway. The code itself
+  is right (a hand-computed literal shows the true value); only the guess is wrong.
+* ``negative_result`` (30 % -> 11 % / 7 %): one "gives away" / "loses" step is computed the
+  wrong way round (question's number minus the running total, ``20 - 84 = -64``), so the count
+  and the boxed answer go negative. The sentence still restates the question's number.
+* ``wrong_operation`` (25 % -> 24 % / 14 %): one step uses the operator that contradicts the
+  question's keyword ("gives away" -> ``+``, "each of the 5 boxes holds" -> ``+``, "shares
+  equally" -> ``\\times``); the arithmetic is right. The solution restates the keyword right
+  next to the operator, so the contradiction is local.
+* ``arithmetic_slip`` (8 % -> 8 % / 5 %): one step result is off by 1-3 or 10; later steps
+  compute correctly from the wrong value, so the error reaches the boxed answer. In code style
+  the slipped step is a hand-computed literal (``apples = 8  # 12 - 5``); 20 % of correct code
   steps are written that way too, so the literal alone does not give the label away.
-* ``wrong_number`` (~20 %): one step copies a number (off by 1-5) that is not in the question.
+* ``wrong_number`` (7 % -> 7 % / 4 %): one step copies a number (off by 1-5) that is not in
+  the question.
 
-Only ``wrong_operation`` is detectable without arithmetic or copying, so a purely local
-detector tops out near 40 % correct + 0.6 x 60 % wrong-operation rows ~= 76 % accuracy
-(majority baseline: ~60 %).
+Why these kinds: crashed code and negative counts are realistic failure modes of generated
+solutions that a small model can spot from a few tokens (a ``Traceback``, a minus sign in the
+answer), so a tiny randomly initialised model learns them within a few hundred CPU steps.
+``wrong_operation`` needs two things at once (the keyword and the operator next to it);
+slips and wrong numbers need arithmetic or copying from the question.
 
-If a drawn kind cannot be applied to a problem (e.g. it would make a division inexact or a
-count non-positive) another kind is used, so realised shares drift slightly from these.
+If a drawn kind cannot be applied to a problem (no give/lose step for ``negative_result``,
+a division made inexact, a count made non-positive) the other kinds are tried in the order
+above, so most fallbacks become ``crashed_code``; hence its larger and ``negative_result``'s
+smaller realised share. Accuracy ceilings on these rows (majority baseline: ~60 %): spotting only
+crashes and negative answers gives 40 % + 36 % ~= 76 %; adding ``wrong_operation`` ~= 91 %;
+the last ~9 % need arithmetic.
+
 Output depends only on ``seed`` (``random.Random``; no global random state, no ``hash()``).
 """
 from __future__ import annotations
@@ -43,7 +61,8 @@ from typing import Iterator
 CORRECT_SHARE = 0.4
 CODE_STYLE_SHARE = 0.3
 HAND_COMPUTED_SHARE = 0.2  # of correct arithmetic steps in code style
-ERROR_KIND_SHARES = {"wrong_operation": 0.6, "arithmetic_slip": 0.2, "wrong_number": 0.2}
+ERROR_KIND_SHARES = {"crashed_code": 0.3, "negative_result": 0.3, "wrong_operation": 0.25,
+                     "arithmetic_slip": 0.08, "wrong_number": 0.07}
 CSV_COLUMNS = ("question", "is_correct", "answer", "solution")  # the contest's column order
 
 # (name, subject pronoun, object pronoun)
@@ -126,21 +145,27 @@ def _apply(op: str, left: int | None, right: int) -> int | None:
     return {"+": left + right, "-": left - right, "*": left * right}[op]
 
 
-def _evaluate(steps, operators=None, rights=None, slip=(None, 0)):
+def _evaluate(steps, operators=None, rights=None, slip=(None, 0), reverse=None):
     """[(left, right, operator, result, slipped)] per step, or None if some step is invalid.
 
-    `operators` / `rights` override each step's operator / number; `slip` = (step, delta).
+    `operators` / `rights` override each step's operator / number; `slip` = (step, delta);
+    `reverse` = a subtraction step computed the wrong way round (question's number minus the
+    running total), so the count may go negative. `slipped` marks the step an error changed:
+    True for the slip, "reverse" for the reversed step (its `left` is then the question's
+    number), "crash" (set by _inject_error) for the step a crashed program never printed.
     """
     trace, total = [], None
     for i, step in enumerate(steps):
         op = operators[i] if operators else STEP_OPERATOR[step.kind]
         right = rights[i] if rights else step.right
         left = step.left if step.left is not None else total
+        if i == reverse:
+            left, right = right, left
         total = _apply(op, left, right)
         total = total + slip[1] if total is not None and slip[0] == i else total
-        if total is None or total <= 0:  # counts in these stories are positive whole numbers
+        if total is None or total <= 0 and reverse is None:  # counts are positive whole numbers
             return None
-        trace.append((left, right, op, total, slip[0] == i))
+        trace.append((left, right, op, total, "reverse" if i == reverse else slip[0] == i))
     return trace
 
 
@@ -189,6 +214,19 @@ def _inject_error(rng: random.Random, steps: list[Step], kind: str, question_num
     rights = [s.right for s in steps]
     arithmetic = [i for i, op in enumerate(operators) if op != "="]
     no_slip = (None, 0)
+    if kind == "negative_result":  # "gives away 30" of 12 computed as 12 - 30 -> a negative count
+        subtractions = [i for i, op in enumerate(operators) if op == "-"]
+        rng.shuffle(subtractions)
+        for i in subtractions:
+            trace = _evaluate(steps, reverse=i)
+            if trace is not None and trace[-1][3] < 0:
+                return trace
+        return None
+    if kind == "crashed_code":  # the code fails; the solver guesses a nearby number anyway
+        trace = list(_evaluate(steps))
+        left, right, op, result, _ = trace[-1]
+        guess = result + rng.choice((-4, -3, -2, -1, 1, 2, 3, 5, 10))
+        return trace[:-1] + [(left, right, op, guess, "crash")] if guess > 0 else None
     if kind == "wrong_operation":
         candidates = [(operators[:i] + [wrong] + operators[i + 1:], None, no_slip)
                       for i in arithmetic for wrong in WRONG_OPERATORS[operators[i]]]
@@ -208,15 +246,18 @@ def _inject_error(rng: random.Random, steps: list[Step], kind: str, question_num
 
 def _prose_solution(rng, steps, trace, words) -> str:
     lines = [rng.choice(("", "Let's work through it step by step.", "We follow the story."))]
-    for step, (left, right, op, result, _) in zip(steps, trace):
+    for step, (left, right, op, result, slipped) in zip(steps, trace):
         equation = f"{left} {LATEX_OPERATOR[op]} {right} = {result}" if op != "=" else ""
-        lines.append(PROSE_TEXT[step.kind].format(L=left, R=right, E=equation, **words))
+        # The wording restates the question's number even where the equation swapped it.
+        stated = left if slipped == "reverse" else right
+        lines.append(PROSE_TEXT[step.kind].format(L=left, R=stated, E=equation, **words))
     lines.append(rng.choice(("The answer is", "Therefore, the answer is", "So the answer is"))
                  + f" \\boxed{{{trace[-1][3]}}}.")
     return " ".join(line for line in lines if line)
 
 
 def _code_solution(rng, steps, trace, words) -> str:
+    crashed = trace[-1][4] == "crash"
     code, variable = [], ""
     for step, (left, right, op, result, slipped) in zip(steps, trace):
         assignments, variable, expression = CODE_TEXT[step.kind]
@@ -224,16 +265,21 @@ def _code_solution(rng, steps, trace, words) -> str:
         code += [line.format(**fill) for line in assignments]
         # Solvers sometimes compute a step by hand and write the literal; a slip in code always
         # looks like that (the interpreter itself does not slip), but so do some correct steps.
-        hand_computed = slipped or (op != "=" and rng.random() < HAND_COMPUTED_SHARE)
-        if hand_computed:
-            expression = f"{result}  # {left} {PYTHON_OPERATOR[op]} {right}"
+        hand_computed = slipped is True or (op != "=" and rng.random() < HAND_COMPUTED_SHARE)
+        if hand_computed:  # a crashed step's code is right; only the closing guess is wrong
+            literal = _apply(op, left, right) if slipped == "crash" else result
+            expression = f"{literal}  # {left} {PYTHON_OPERATOR[op]} {right}"
         code.append(f"{variable.format(**words)} = {expression.format(**fill)}")
     code.append(variable.format(**words))
-    answer = trace[-1][3]
+    answer, output = trace[-1][3], trace[-1][3]
+    if crashed:  # a typo in the last line's name: the interpreter stops, the solver guesses
+        typo = variable.format(**words)[:-1] or "x"
+        code[-1] = typo
+        output = f"Traceback (most recent call last):\nNameError: name '{typo}' is not defined"
     closing = rng.choice((f"So the answer is \\boxed{{{answer}}}.",
                           f"Thus the answer is \\boxed{{{answer}}}."))
     return ("Let's solve this problem using Python code.\n<llm-code>\n" + "\n".join(code)
-            + f"\n</llm-code>\n<llm-code-output>\n{answer}\n</llm-code-output>\n{closing}")
+            + f"\n</llm-code>\n<llm-code-output>\n{output}\n</llm-code-output>\n{closing}")
 
 
 def generate_examples(n: int, seed: int = 0) -> Iterator[Example]:
@@ -256,7 +302,9 @@ def generate_examples(n: int, seed: int = 0) -> Iterator[Example]:
                     if wrong_trace is not None:
                         error_kind, trace = kind, wrong_trace
                         break
-            render = _code_solution if rng.random() < CODE_STYLE_SHARE else _prose_solution
+            code_style = rng.random() < CODE_STYLE_SHARE
+            code_style = {"crashed_code": True, "negative_result": False}.get(error_kind, code_style)
+            render = _code_solution if code_style else _prose_solution
             answer = str(trace[-1][3])
             row = {"question": question, "answer": answer, "solution": render(rng, steps, trace, words),
                    "is_correct": answer == true_answer}
