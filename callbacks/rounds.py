@@ -85,7 +85,7 @@ class StepRounds(Callback):
         self._rows_before = _rows_seen(trainer)
 
     def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        if trainer.sanity_checking or not trainer.training:
+        if trainer.sanity_checking or trainer.state.fn != "fit":
             return
         epoch = trainer.current_epoch
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}

@@ -116,7 +116,7 @@ def best_checkpoint(last: Path) -> str:
 
     state = torch.load(last, map_location="cpu", weights_only=True)
     for key, value in state.get("callbacks", {}).items():
-        if key.startswith("ModelCheckpoint") and value.get("best_model_path"):
+        if isinstance(value, dict) and value.get("best_model_path"):  # ModelCheckpoint and subclasses
             best = Path(value["best_model_path"])
             candidate = best if best.is_file() else last.parent / best.name
             if candidate.is_file():

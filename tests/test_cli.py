@@ -57,7 +57,14 @@ def test_fit_then_predict_with_short_form(tmp_path, tiny_path):
     base_bytes = (Path(tiny_path) / "model.safetensors").stat().st_size
     adapter_bytes = sum(v.numel() * v.element_size() for v in ckpt["state_dict"].values())
     assert adapter_bytes < base_bytes / 4
+    history = ckpt["callbacks"]["StepRounds"]["history"]
+    assert [(h["round"], h["steps"], h["rows"]) for h in history] == [(1, 3, 12), (2, 5, 8)]
     assert ckpt["VerifyDataModule"]["rows_seen"] == 3 * 4 + 4 * 2  # round 1: 3x4 rows, round 2: 4x2
+
+    from mathverify.cli import resolve_ckpt_path
+    best = resolve_ckpt_path("e2e:best", str(logs), "mathverify", "predict")
+    assert Path(best).name.startswith("round") and Path(best).is_file()
+    assert resolve_ckpt_path("last", str(logs), "e2e", "predict").endswith("version_0/checkpoints/last.ckpt")
 
     test_file = tmp_path / "test.csv"
     from mathverify.synthetic import write_rows
