@@ -39,18 +39,24 @@ class VerificationMetrics(Callback):
     values stay readable in ``last_metrics`` (keys with the prefix, e.g. ``"val/acc"``).
     """
 
-    def __init__(self, prefix_val: str = "val", prefix_test: str = "test", log_figures: bool = True) -> None:
+    def __init__(self, prefix_val: str = "val", prefix_test: str = "test", log_figures: bool = True,
+                 val_threshold: float | None = 0.5) -> None:
         """
         Args:
             prefix_val: Prefix of the metric names logged after each validation epoch.
             prefix_test: Prefix of the metric names logged after testing.
             log_figures: With a TensorBoardLogger, also add the confusion matrix and the
                 precision-recall curve (as figures and as a native TensorBoard PR curve).
+            val_threshold: Decision threshold for the validation scores; None uses the module's.
+                Fixed at 0.5 by default, so ``val/acc`` is never tuned on the rows it scores
+                (``callbacks.threshold.DecisionThreshold`` logs the tuned, in-sample value).
+                Test always uses the module's threshold.
         """
         super().__init__()
         self.prefix_val = prefix_val
         self.prefix_test = prefix_test
         self.log_figures = log_figures
+        self.val_threshold = val_threshold
         self.last_metrics: dict[str, float] = {}
         # Accuracy..recall share one stat-scores state inside the collection (compute groups).
         self._decision_metrics = MetricCollection(
@@ -79,13 +85,14 @@ class VerificationMetrics(Callback):
         dataloader_idx: int = 0,
     ) -> None:
         if not trainer.sanity_checking:  # the sanity check sees a couple of batches: not a real score
-            self._update(trainer, pl_module, outputs)
+            threshold = self.val_threshold if self.val_threshold is not None else pl_module.threshold
+            self._update(trainer, pl_module, outputs, threshold)
 
     def on_test_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int,
         dataloader_idx: int = 0,
     ) -> None:
-        self._update(trainer, pl_module, outputs)
+        self._update(trainer, pl_module, outputs, pl_module.threshold)
 
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not trainer.sanity_checking:
@@ -109,7 +116,7 @@ class VerificationMetrics(Callback):
         self._epoch_probs.clear()
         self._epoch_labels.clear()
 
-    def _update(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any) -> None:
+    def _update(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, threshold: float) -> None:
         if not isinstance(outputs, Mapping) or "probs" not in outputs or "labels" not in outputs:
             raise TypeError(
                 "VerificationMetrics needs validation_step/test_step to return a dict with 'probs' and "
@@ -118,7 +125,7 @@ class VerificationMetrics(Callback):
         probs = outputs["probs"].detach().float().reshape(-1)
         labels = outputs["labels"].detach().long().reshape(-1)
         # Binarise here (not inside torchmetrics) so a threshold tuned on the module applies at once.
-        preds = is_predicted_true(probs, float(pl_module.threshold)).long()
+        preds = is_predicted_true(probs, float(threshold)).long()
         self._decision_metrics.update(preds, labels)
         self._confusion.update(preds, labels)
         self._auroc.update(probs, labels)

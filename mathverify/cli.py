@@ -17,9 +17,22 @@ from typing import Optional
 
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 
-from mathverify.data import VerifyDataModule
-from mathverify.model import VerifierModule
+import torch
 
+from mathverify.backbone import BackboneError
+from mathverify.data import VerifyDataModule
+from mathverify.labels import LabelError
+from mathverify.errors import SettingsError
+from mathverify.model import VerifierModule
+from mathverify.prompt import PromptError
+from mathverify.sources import DataError
+
+class CheckpointError(ValueError):
+    """A checkpoint file that cannot be loaded safely."""
+
+
+USER_ERRORS = (DataError, PromptError, BackboneError, CheckpointError, LabelError, SettingsError)
+MemoryError_ = torch.cuda.OutOfMemoryError
 LINKED = ("backbone", "prompt_template", "positive_label", "negative_label", "max_length", "trust_remote_code")
 SHORT_FORM = re.compile(r"^(?:(?P<run>[^:]+):)?(?P<which>last|best)$")
 
@@ -43,6 +56,8 @@ class MathVerifyCLI(LightningCLI):
                             help="predict: submission CSV (ID,is_correct); default <run folder>/submission.csv")
         parser.add_argument("--probabilities", type=Optional[str], default=None,
                             help="predict: also write ID,p_true to this CSV")
+        parser.add_argument("--threshold", type=Optional[float], default=None,
+                            help="predict: decision threshold on P(True); default: the one tuned and saved in the checkpoint")
         parser.add_argument("--overwrite", type=bool, default=False,
                             help="predict: replace an existing submission/probabilities file")
         for key in LINKED:
@@ -78,7 +93,8 @@ class MathVerifyCLI(LightningCLI):
         section = self.config["predict"]
         output = section.submission or str(self.run_dir / "submission.csv")
         self.trainer.callbacks.append(
-            SubmissionWriter(output=output, probabilities=section.probabilities, overwrite=section.overwrite)
+            SubmissionWriter(output=output, probabilities=section.probabilities, threshold=section.threshold,
+                             overwrite=section.overwrite)
         )
 
 
@@ -89,38 +105,78 @@ def _versions(logs_dir: str, run_name: str) -> list[int]:
 
 
 def resolve_ckpt_path(value: Optional[str], logs_dir: str, run_name: str, subcommand: str) -> Optional[str]:
-    """Turn ``last``/``best``/``RUN:last``/``RUN:best`` into a checkpoint file path."""
+    """Turn ``last``/``best``/``RUN:last``/``RUN:best`` into an intact checkpoint file path."""
     if not value:
         return value
     match = SHORT_FORM.match(str(value))
     if match is None or Path(value).is_file():
         if not Path(value).is_file():
             raise SystemExit(f"mathverify: checkpoint {value} does not exist")
-        return value
+        return check_checkpoint(value)
     run = match.group("run") or run_name
     name, _, version = run.partition("/")
     versions = [version] if version else [f"version_{v}" for v in reversed(_versions(logs_dir, name))]
     for candidate in versions:
-        last = Path(logs_dir) / name / candidate / "checkpoints" / "last.ckpt"
-        if last.is_file():
-            return str(last) if match.group("which") == "last" else best_checkpoint(last)
+        folder = Path(logs_dir) / name / candidate / "checkpoints"
+        found = newest_intact(folder)
+        if found is not None:
+            return found if match.group("which") == "last" else best_checkpoint(Path(found))
     if subcommand == "fit" and match.group("which") == "last":
         print(f"mathverify: no checkpoint in {Path(logs_dir) / name} yet; starting a new run", file=sys.stderr)
         return None
     raise SystemExit(f"mathverify: no checkpoint found for {value!r} under {Path(logs_dir) / name}")
 
 
-def best_checkpoint(last: Path) -> str:
-    """The best checkpoint recorded by ModelCheckpoint in ``last.ckpt`` (or last itself)."""
+def _load_checkpoint(path) -> dict:
+    """Load with ``weights_only=True``: tensors and plain types only, so a checkpoint cannot run code."""
+    import pickle
+
     import torch
 
-    state = torch.load(last, map_location="cpu", weights_only=True)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        first = str(err).strip().splitlines()[0][:160]
+        raise CheckpointError(f"{path}: refused: it holds more than tensors and plain types ({first})") from None
+    except (RuntimeError, EOFError, OSError, ValueError) as err:
+        first = str(err).strip().splitlines()[0][:160] if str(err).strip() else type(err).__name__
+        raise CheckpointError(f"{path}: unreadable checkpoint (truncated or corrupt: {first})") from None
+
+
+def check_checkpoint(path: str) -> str:
+    try:
+        _load_checkpoint(path)
+    except CheckpointError as err:
+        raise SystemExit(f"mathverify: {err}") from None
+    return path
+
+
+def newest_intact(folder: Path) -> Optional[str]:
+    """``last.ckpt`` if it loads, else the newest other checkpoint that does (with a warning)."""
+    if not folder.is_dir():
+        return None
+    others = sorted((p for p in folder.glob("*.ckpt") if p.name != "last.ckpt"),
+                    key=lambda p: p.stat().st_mtime, reverse=True)
+    candidates = ([folder / "last.ckpt"] if (folder / "last.ckpt").is_file() else []) + others
+    for candidate in candidates:
+        try:
+            _load_checkpoint(candidate)
+        except CheckpointError as err:
+            print(f"mathverify: warning: {err}; trying an older checkpoint", file=sys.stderr)
+            continue
+        return str(candidate)
+    return None
+
+
+def best_checkpoint(last: Path) -> str:
+    """The best checkpoint recorded by ModelCheckpoint in ``last.ckpt`` (or last itself)."""
+    state = _load_checkpoint(last)
     for key, value in state.get("callbacks", {}).items():
         if isinstance(value, dict) and value.get("best_model_path"):  # ModelCheckpoint and subclasses
             best = Path(value["best_model_path"])
             candidate = best if best.is_file() else last.parent / best.name
             if candidate.is_file():
-                return str(candidate)
+                return check_checkpoint(str(candidate))
     return str(last)
 
 
@@ -140,8 +196,37 @@ def run_folder(logs_dir: str, run_name: str, ckpt_path: Optional[str], subcomman
     return run_name, f"version_{versions[-1] + 1 if versions else 0}"
 
 
+COMMANDS = {"check-data": "mathverify.check", "export": "mathverify.export"}  # plain argparse commands
+
+
 def cli_main(args=None) -> None:
-    """Entry point of ``mathverify`` and ``python -m mathverify``; ``args`` lets tests call it."""
+    """Entry point of ``mathverify`` and ``python -m mathverify``; ``args`` lets tests call it.
+
+    ``check-data`` and ``export`` need no trainer or config file and are plain argparse commands.
+    From the command line, input and settings errors print one line (no traceback) and exit 1.
+    """
+    argv = sys.argv[1:] if args is None else args
+    if isinstance(argv, (list, tuple)) and argv and argv[0] in COMMANDS:
+        import importlib
+
+        code = importlib.import_module(COMMANDS[argv[0]]).main(list(argv[1:]))
+        if code:
+            raise SystemExit(code)
+        return
+    if args is not None:
+        return _run(args)
+    try:
+        _run(None)
+    except USER_ERRORS as err:
+        raise SystemExit(f"mathverify: error: {err}") from None
+    except MemoryError_ as err:  # noqa: F841 - the advice matters more than the CUDA allocator's report
+        raise SystemExit(
+            "mathverify: out of GPU memory: lower --data.batch_size (raise accumulation in the rounds instead), "
+            "lower --model.max_length, set --model.gradient_checkpointing true, or use --model.quantization 4bit"
+        ) from None
+
+
+def _run(args) -> None:
     MathVerifyCLI(
         VerifierModule,
         VerifyDataModule,

@@ -3,16 +3,20 @@ and in-order test/predict sets."""
 
 from __future__ import annotations
 
+import sys
 from collections import Counter
 from functools import partial
 from typing import Callable, Optional, Union
 
 import lightning.pytorch as pl
+import torch
 from torch.utils.data import DataLoader
 
 from mathverify.backbone import load_tokenizer
+from mathverify.errors import SettingsError
 from mathverify.examples import clean_row, collate_examples, row_error
 from mathverify.prompt import SEED_TEMPLATE, PromptEncoder
+from mathverify.sharding import eval_sampler, rank_of
 from mathverify.sources import DataError, iter_rows, resolve_parts
 from mathverify.split import question_digest, split_by_question
 from mathverify.stream import StreamPosition, TrainStream, ValidationRule
@@ -36,6 +40,9 @@ class VerifyDataModule(pl.LightningDataModule):
         group_by_length: sort each buffer by length before cutting batches (less padding).
         num_workers: 0 (tokenize in the main process) or 1 (in a background worker).
         seed: seed of the stream's shuffles.
+        max_bad_fraction: stop training when more than this share of the rows read so far is
+            unreadable (a wrong file rather than a few bad rows); 1.0 turns the cap off.
+        min_rows_for_bad_cap: rows to read before the cap applies (the first buffer can be noisy).
         backbone: tokenizer source; linked from ``model.backbone``.
         prompt_template: linked from the model.
         positive_label: linked from the model.
@@ -58,6 +65,8 @@ class VerifyDataModule(pl.LightningDataModule):
         group_by_length: bool = True,
         num_workers: int = 0,
         seed: int = 0,
+        max_bad_fraction: float = 0.01,
+        min_rows_for_bad_cap: int = 1000,
         backbone: str = "tiny",
         prompt_template: str = SEED_TEMPLATE,
         positive_label: str = "True",
@@ -67,11 +76,11 @@ class VerifyDataModule(pl.LightningDataModule):
     ) -> None:
         super().__init__()
         if batch_size < 1 or eval_batch_size < 1:
-            raise ValueError(f"batch sizes must be >= 1, got batch_size={batch_size}, eval_batch_size={eval_batch_size}")
+            raise SettingsError(f"batch sizes must be >= 1, got batch_size={batch_size}, eval_batch_size={eval_batch_size}")
         if num_workers not in (0, 1):
-            raise ValueError(f"num_workers must be 0 or 1 (the stream is one ordered sequence), got {num_workers}")
+            raise SettingsError(f"num_workers must be 0 or 1 (the stream is one ordered sequence), got {num_workers}")
         if val_scan_rows < 1 or buffer_size < 1:
-            raise ValueError("val_scan_rows and buffer_size must be >= 1")
+            raise SettingsError("val_scan_rows and buffer_size must be >= 1")
         self.save_hyperparameters()
         self.position = StreamPosition()
         self.stats = {"skipped": Counter(), "truncated": 0, "rows_seen": 0}
@@ -112,34 +121,54 @@ class VerifyDataModule(pl.LightningDataModule):
             raise DataError("validation needs data.val_files or data.train_files to split from")
         parts = resolve_parts(hp.train_files)
         window = [(n, k, r) for (n, k, r), _ in zip(iter_rows(parts), range(hp.val_scan_rows))]
-        digests = [question_digest(r.get("question") or "") for _, _, r in window]
+        # A non-text question is a bad training row; it must not crash the split.
+        digests = [question_digest(q if isinstance(q := r.get("question"), str) else "") for _, _, r in window]
         if isinstance(hp.val_size, float) and not float(hp.val_size).is_integer():
             self.validation = ValidationRule(fraction=float(hp.val_size))
         else:
             self.validation = ValidationRule(digests=frozenset(split_by_question(digests, int(hp.val_size))))
         chosen = [w for w, d in zip(window, digests) if self.validation.is_validation(d)]
-        if not chosen:
-            raise DataError(f"{parts[0].name}: the split chose no validation rows; raise val_size or val_scan_rows")
-        return self._encode_checked(chosen, need_label=True)
+        # Training-file policy: bad rows are skipped and counted (as the stream does), not fatal.
+        checked = [(w, clean_row(w[2], need_label=True)[1]) for w in chosen]
+        usable = [w for w, reason in checked if reason is None]
+        self.val_skipped = Counter(reason for _, reason in checked if reason)
+        if self.val_skipped:
+            import sys  # local: only this method of the module is ours to edit
+
+            print(f"mathverify: validation split skipped {sum(self.val_skipped.values())} bad training row(s): "
+                  f"{dict(self.val_skipped)}", file=sys.stderr)
+        if not usable:
+            raise DataError(f"{parts[0].name}: the split chose no usable validation rows; raise val_size or val_scan_rows")
+        return self._encode_checked(usable, need_label=True)
 
     def _fixed_examples(self, spec, need_label: bool) -> list[dict]:
         return self._encode_checked(list(iter_rows(resolve_parts(spec))), need_label)
 
     def _encode_checked(self, rows: list[tuple[str, int, dict]], need_label: bool) -> list[dict]:
-        """Check every row up front (a bad row is an error, never skipped), then tokenize."""
-        clean, errors = [], []
+        """Check every row up front (a bad row is an error, never skipped), then tokenize.
+
+        Runs in ``setup``, before ``configure_model`` loads any weight, so a bad test file costs
+        seconds. The error lists the first few bad rows as ``FILE: row N, column C: reason``.
+        """
+        from mathverify.examples import bad_rows_error, checked_id
+
+        if not rows:
+            raise DataError("no data rows to validate/test/predict (is the file a header only?)")
+        clean, errors, seen_ids = [], [], {}
         for name, number, raw in rows:
             row, reason, column = clean_row(raw, need_label)
-            if row is None:
-                errors.append(row_error(name, number, reason, column, raw))
+            problem = row_error(name, number, reason, column, raw) if row is None else None
+            if problem is None and "ID" in raw:
+                row["id"], problem = checked_id(raw["ID"], name, number, seen_ids)
+            if problem is not None:
+                errors.append(str(problem))
                 continue
-            row["id"] = str(raw["ID"]) if "ID" in raw else None
+            row.setdefault("id", None)
             row["digest"] = question_digest(row["question"])
             clean.append(row)
         if errors:
-            more = f" (and {len(errors) - 1} more bad rows)" if len(errors) > 1 else ""
-            raise DataError(f"{errors[0]}{more}")
-        ids, _ = self.encoder.encode(clean) if clean else ([], 0)
+            raise bad_rows_error(errors)
+        ids, _ = self.encoder.encode(clean)
         examples = []
         for index, (row, input_ids) in enumerate(zip(clean, ids)):
             example = {"input_ids": input_ids, "row_index": index, "digest": row["digest"],
@@ -163,11 +192,19 @@ class VerifyDataModule(pl.LightningDataModule):
             group_by_length=hp.group_by_length, seed=hp.seed,
             start=StreamPosition(**self.position.as_dict()), num_batches=num_batches,
         )
-        return DataLoader(stream, batch_size=None, num_workers=hp.num_workers)
+        # An own generator: otherwise creating the loader draws from the global RNG, and a resumed
+        # run (which creates it after restoring RNG state) would see other dropout masks.
+        generator = torch.Generator().manual_seed(hp.seed)
+        return DataLoader(stream, batch_size=None, num_workers=hp.num_workers, generator=generator)
 
     def _fixed_loader(self, examples: list[dict]) -> DataLoader:
         collate = partial(collate_examples, pad_id=self.pad_id)
-        return DataLoader(examples, batch_size=self.hparams.eval_batch_size, shuffle=False, collate_fn=collate)
+        # Under DDP each rank takes its own rows, none repeated (see mathverify/sharding.py);
+        # with one rank the sampler is None and rows load in file order as before.
+        rank, world_size = rank_of(self.trainer)
+        sampler = eval_sampler(examples, rank, world_size)
+        return DataLoader(examples, batch_size=self.hparams.eval_batch_size, shuffle=False, sampler=sampler,
+                          collate_fn=collate)
 
     def val_dataloader(self) -> DataLoader:
         return self._fixed_loader(self.val_examples)
@@ -186,7 +223,33 @@ class VerifyDataModule(pl.LightningDataModule):
             self.stats["skipped"].update(info["skipped"])
             self.stats["truncated"] += info["truncated"]
             self.stats["rows_seen"] += info["rows"]
+            self._log_stream_stats()
+            self._check_bad_cap()
         return batch
+
+    def _log_stream_stats(self) -> None:
+        trainer = self.trainer
+        if getattr(trainer, "logger", None) is None or not trainer.is_global_zero:
+            return
+        if trainer.global_step % max(1, trainer.log_every_n_steps) == 0:
+            bad = sum(self.stats["skipped"].values())
+            read = bad + self.stats["rows_seen"]
+            trainer.logger.log_metrics({"data/bad_rows": bad, "data/bad_fraction": bad / max(read, 1),
+                                        "data/truncated_rows": self.stats["truncated"]}, step=trainer.global_step)
+
+    def _check_bad_cap(self) -> None:
+        """Stop early when the training files are mostly unreadable (a wrong file, not a few bad rows)."""
+        hp, skipped = self.hparams, self.stats["skipped"]
+        bad = sum(skipped.values())
+        total = bad + self.stats["rows_seen"]
+        if hp.max_bad_fraction < 1 and total >= hp.min_rows_for_bad_cap and bad > hp.max_bad_fraction * total:
+            top = ", ".join(f"{reason}: {n}" for reason, n in skipped.most_common(3))
+            raise DataError(f"training stream: {bad} of {total} rows ({bad / total:.1%}) unreadable, over "
+                            f"data.max_bad_fraction={hp.max_bad_fraction} ({top}); run `mathverify check-data` on the files")
+
+    def teardown(self, stage: str) -> None:
+        if stage == "fit" and self.stats["skipped"] and (self.trainer is None or self.trainer.is_global_zero):
+            print(f"mathverify: training rows skipped by reason: {dict(self.stats['skipped'])}", file=sys.stderr)
 
     def state_dict(self) -> dict:
         return {"position": self.position.as_dict(), "skipped": dict(self.stats["skipped"]),

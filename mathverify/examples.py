@@ -8,7 +8,7 @@ from typing import Optional
 import torch
 
 from mathverify.labels import LabelError, parse_label
-from mathverify.sources import DataError
+from mathverify.sources import BAD_ROW, DataError, valid_text
 
 TEXT_FIELDS = ("question", "answer", "solution")
 
@@ -16,20 +16,17 @@ TEXT_FIELDS = ("question", "answer", "solution")
 def clean_row(row: dict, need_label: bool) -> tuple[Optional[dict], Optional[str], Optional[str]]:
     """Check one raw row. Returns (clean row, None, None) or (None, reason, column).
 
-    Text fields must be non-empty strings (numbers are accepted as ``answer`` and written as text);
-    labels must be one of the spellings :func:`parse_label` accepts.
+    Text fields must be non-empty strings (numbers are accepted as ``answer`` and written as text;
+    NaN counts as empty); labels must be one of the spellings :func:`parse_label` accepts. A row the
+    reader could not parse (``BAD_ROW``) is returned with the reader's reason.
     """
+    if row.get(BAD_ROW):
+        return None, _reason_kind(row[BAD_ROW]), BAD_ROW
     clean = {}
     for field in TEXT_FIELDS:
-        value = row.get(field)
-        if field == "answer" and isinstance(value, (int, float)) and not isinstance(value, bool):
-            if isinstance(value, float) and math.isnan(value):
-                return None, f"empty {field}", field
-            value = str(value)
-        if not isinstance(value, str):
-            return None, (f"empty {field}" if value is None else f"non-text {field}"), field
-        if not value.strip():
-            return None, f"empty {field}", field
+        value, reason = _text(row.get(field), field)
+        if reason:
+            return None, reason, field
         clean[field] = value
     if need_label:
         try:
@@ -39,10 +36,63 @@ def clean_row(row: dict, need_label: bool) -> tuple[Optional[dict], Optional[str
     return clean, None, None
 
 
+def _reason_kind(detail: str) -> str:
+    # The training stream counts rows per reason: keep the reason free of line numbers.
+    if "quoting" in detail:
+        return "broken CSV quoting"
+    if "fields, header has" in detail:
+        return "wrong CSV field count"
+    return "unreadable line"
+
+
+def _text(value, field: str) -> tuple[Optional[str], Optional[str]]:
+    """(text, None) or (None, reason) for one text field."""
+    if isinstance(value, float) and math.isnan(value):
+        return None, f"empty {field}"
+    if field == "answer" and isinstance(value, (int, float)) and not isinstance(value, bool):
+        # Parquet may store answers as numbers; 3.0 is written 3, as a contest answer would be.
+        value = str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
+    if not isinstance(value, str):
+        return None, (f"empty {field}" if value is None else f"non-text {field}")
+    if not value.strip():
+        return None, f"empty {field}"
+    return valid_text(value), None
+
+
 def row_error(name: str, number: int, reason: str, column: str, row: dict) -> DataError:
+    if column == BAD_ROW:  # the reader's own detail names the line
+        return DataError(f"{name}: row {number}: {row[BAD_ROW]}")
     value = repr(row.get(column))
     value = value if len(value) <= 60 else value[:57] + "..."
     return DataError(f"{name}: row {number}, column {column}: {reason} ({value})")
+
+
+ERRORS_SHOWN = 5  # enough to see a pattern, short enough for one line
+
+
+def bad_rows_error(errors: list[str]) -> DataError:
+    """One line listing the first few bad rows of a file that must be read whole."""
+    shown = "; ".join(errors[:ERRORS_SHOWN])
+    more = f" (and {len(errors) - ERRORS_SHOWN} more)" if len(errors) > ERRORS_SHOWN else ""
+    return DataError(f"{len(errors)} bad row(s), none may be skipped here: {shown}{more}")
+
+
+def checked_id(value, name: str, number: int, seen: dict) -> tuple[Optional[str], Optional[DataError]]:
+    """(ID as text, None) or (None, error): IDs must be integers and unique (a submission keys on them).
+
+    ``seen`` maps each ID already read to its row number, for the duplicate message.
+    """
+    text = value.strip() if isinstance(value, str) else value
+    if isinstance(text, float) and not math.isnan(text) and text.is_integer():
+        text = int(text)
+    if isinstance(text, str) and text.lstrip("+-").isdigit():
+        text = int(text)
+    if isinstance(text, bool) or not isinstance(text, int):
+        return None, row_error(name, number, "ID is not an integer", "ID", {"ID": value})
+    if text in seen:
+        return None, row_error(name, number, f"duplicate ID {text} (first at row {seen[text]})", "ID", {"ID": value})
+    seen[text] = number
+    return str(text), None
 
 
 def collate_examples(examples: list[dict], pad_id: int) -> dict:

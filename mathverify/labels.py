@@ -17,7 +17,10 @@ def parse_label(value) -> bool:
 
     Accepts ``bool``, the integers 0/1, and (any case, surrounding spaces ignored) true/false,
     t/f, 1/0, yes/no, y/n. Anything else (None, NaN, 2, "maybe") raises :class:`LabelError`.
+    NumPy scalars (from pandas or Arrow readers) count as the Python values they hold.
     """
+    if type(value).__module__ == "numpy" and hasattr(value, "item"):
+        value = value.item()
     if isinstance(value, bool):
         return value
     if isinstance(value, int) and value in (0, 1):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import random
 from typing import Literal, Optional
 
 import lightning.pytorch as pl
@@ -11,6 +12,7 @@ from lightning.pytorch.cli import OptimizerCallable
 from torch import nn
 
 from mathverify.backbone import LLAMA_PROJECTIONS, load_causal_lm, load_tokenizer
+from mathverify.errors import SettingsError
 from mathverify.heads import ClassifierHead, LabelTokenHead, last_positions
 from mathverify.prompt import SEED_TEMPLATE, PromptEncoder
 
@@ -170,7 +172,7 @@ class VerifierModule(pl.LightningModule):
         # skip restoring the dataloader state on resume (Lightning issue 20550).
         total = self.trainer.max_steps
         if total is None or total <= 0:
-            raise ValueError("set trainer.max_steps (the stream is endless; steps bound the run)")
+            raise SettingsError("set trainer.max_steps (the stream is endless; steps bound the run)")
         warmup = int(self.hparams.warmup_fraction * total)
         schedule = self.hparams.schedule
 
@@ -195,17 +197,28 @@ class VerifierModule(pl.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         # The frozen base (16 GB for Llama-3-8B) is reloaded from its source; keep only what trains.
         checkpoint["state_dict"] = self.trainable_state_dict()
+        checkpoint["decision_threshold"] = float(self.threshold)  # tuned on validation, used by predict
+        checkpoint["rng"] = {"torch": torch.get_rng_state(), "python": random.getstate()}  # dropout, resumes
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self.threshold = float(checkpoint.get("decision_threshold", self.threshold))
+        if "rng" in checkpoint:
+            torch.set_rng_state(checkpoint["rng"]["torch"])
+            random.setstate(_as_tuple(checkpoint["rng"]["python"]))
         expected = set(self.trainable_state_dict()) if self.model is not None else None
         if expected is not None:
             got = set(checkpoint["state_dict"])
             if got != expected:
                 missing, unexpected = sorted(expected - got)[:3], sorted(got - expected)[:3]
-                raise ValueError(
+                raise SettingsError(
                     "checkpoint does not match this model's adapter (another backbone or LoRA shape?): "
                     f"missing {missing}, unexpected {unexpected}"
                 )
+
+
+def _as_tuple(value):
+    """random.setstate wants the nested tuples that a checkpoint round trip may turn into lists."""
+    return tuple(_as_tuple(v) for v in value) if isinstance(value, (list, tuple)) else value
 
 
 def _check_settings(r, alpha, dropout, max_length, threshold, warmup, class_weights) -> None:
@@ -226,4 +239,4 @@ def _check_settings(r, alpha, dropout, max_length, threshold, warmup, class_weig
     if class_weights is not None and (len(class_weights) != 2 or min(class_weights) <= 0):
         problems.append(f"class_weights must be two positive numbers, got {class_weights}")
     if problems:
-        raise ValueError("; ".join(problems))
+        raise SettingsError("; ".join(problems))

@@ -1,7 +1,9 @@
 """Where rows come from: files, globs, folders, hub datasets and the synthetic generator.
 
-Everything is read with ``datasets`` in streaming mode, one file at a time, so memory stays flat
-in the number of rows and each row keeps its file and row number for error messages.
+Everything is streamed one file at a time, so memory stays flat in the number of rows and each row
+keeps its file and row number for error messages. CSV and JSON-lines files are read line by line here
+(Python's ``csv``/``json``, any ``fsspec`` compression) so that one broken line becomes one bad row
+instead of killing the whole file; Parquet files and hub datasets go through ``datasets``.
 
 Spec strings:
 - a file (``.csv``, ``.jsonl``/``.json``, ``.parquet``; ``.gz``/``.zst`` compressed text files too),
@@ -15,13 +17,17 @@ from __future__ import annotations
 
 import csv
 import glob
-import io
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Optional
 
 REQUIRED = ("question", "answer", "solution")
+BAD_ROW = "__bad_row__"
+"""Key of a row the reader could not parse; its value is the reason (see ``examples.clean_row``)."""
+FIELD_LIMIT = 64 * 1024 * 1024  # one CSV field; beyond this an unclosed quote is swallowing the file
+_OFFLINE_VARS = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
 _FORMATS = {".csv": "csv", ".jsonl": "json", ".json": "json", ".parquet": "parquet"}
 _COMPRESSED = (".gz", ".zst", ".bz2", ".xz")
 
@@ -74,16 +80,26 @@ def _resolve_one(spec: str) -> list[Part]:
             raise DataError(f"{spec}: folder holds no .csv/.jsonl/.json/.parquet files")
         return [_file_part(f) for f in files]
     if any(ch in spec for ch in "*?["):
-        files = sorted(glob.glob(os.path.expanduser(spec), recursive=True))
+        matched = sorted(f for f in glob.glob(os.path.expanduser(spec), recursive=True) if os.path.isfile(f))
+        files = [f for f in matched if data_format(f)]
         if not files:
-            raise DataError(f"{spec}: no file matches this pattern")
+            other = f" (only {len(matched)} file(s) of other formats, e.g. {matched[0]})" if matched else ""
+            raise DataError(f"{spec}: no .csv/.jsonl/.json/.parquet file matches this pattern{other}")
         return [_file_part(f) for f in files]
     if path.is_file():
         return [_file_part(str(path))]
     if data_format(spec) or spec.startswith((".", "/", "~")):
         raise DataError(f"{spec}: no such file")
+    if _offline():
+        # datasets would retry the network for minutes before failing; say it at once.
+        raise DataError(f"{spec}: no such local file or folder, and hub datasets cannot be read offline "
+                        f"({'/'.join(_OFFLINE_VARS)} is set): download the files and pass their path")
     name, _, split = spec.partition(":")
     return [Part(spec, "hub", arg=f"{name}:{split or 'train'}")]
+
+
+def _offline() -> bool:
+    return any(os.environ.get(var, "").strip().lower() in ("1", "true", "yes", "on") for var in _OFFLINE_VARS)
 
 
 def _file_part(path: str) -> Part:
@@ -92,22 +108,136 @@ def _file_part(path: str) -> Part:
         raise DataError(f"{path}: unknown format (use .csv, .jsonl, .json or .parquet)")
     if os.path.getsize(path) == 0:
         raise DataError(f"{path}: file is empty")
-    return Part(path, fmt, arg=path)
+    part = Part(path, fmt, arg=path)
+    _probe(part)
+    return part
+
+
+def _probe(part: Part) -> None:
+    """Cheap up-front look at a file (header, schema, first row) so a bad shard in a glob fails at
+    start-up, not hours into training. Reads a few lines or the Parquet footer, never the file."""
+    if part.kind == "parquet":
+        columns, rows = _parquet_shape(part.arg)
+    elif part.kind == "json" and _is_json_array(part.arg):
+        return  # a whole-file JSON array: datasets reads (and checks) it
+    else:
+        first = next(iter(_read_csv(part.arg) if part.kind == "csv" else _read_json(part.arg)), None)
+        if first is None:
+            raise DataError(f"{part.name}: no data rows (empty, or a header only)")
+        columns, rows = [c for c in first if c != BAD_ROW], 1
+    missing = [c for c in REQUIRED if c not in columns]
+    if missing:
+        raise DataError(f"{part.name}: missing column(s) {', '.join(missing)}; found {', '.join(map(str, columns)) or 'none'}")
+    if rows == 0:
+        raise DataError(f"{part.name}: no data rows (a schema only)")
+
+
+def _parquet_shape(path: str) -> tuple[list[str], int]:
+    import pyarrow.parquet as pq
+
+    try:
+        meta = pq.ParquetFile(path).metadata
+    except Exception as err:  # truncated or not Parquet at all
+        raise DataError(f"{path}: not a readable Parquet file ({type(err).__name__}: {_one_line(err)})") from None
+    return list(meta.schema.names), meta.num_rows
+
+
+def _one_line(err: BaseException) -> str:
+    text = " ".join(str(err).split())
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+def _open_text(path: str):
+    import fsspec
+
+    # utf-8-sig drops a BOM (Excel writes one); undecodable bytes become U+FFFD rather than a crash.
+    return fsspec.open(path, "rt", compression="infer", encoding="utf-8-sig", errors="replace", newline="")
 
 
 def csv_header(path: str) -> list[str]:
-    import fsspec
-
-    with fsspec.open(path, "rt", compression="infer", encoding="utf-8", newline="") as handle:
-        header = next(csv.reader(io.StringIO(handle.readline())), None)
+    with _open_text(path) as handle:
+        header = next(csv.reader(handle), None)
     if not header:
         raise DataError(f"{path}: no header row")
     return header
 
 
+def _read_csv(path: str) -> Iterator[dict]:
+    """Rows of a CSV file as dicts of strings; a row the parser rejects comes back marked
+    ``BAD_ROW`` (with its line) and parsing resumes at the next line when it can."""
+    csv.field_size_limit(max(csv.field_size_limit(), FIELD_LIMIT))  # 1 MB solutions are legal
+    with _open_text(path) as handle:
+        reader = csv.reader(handle, strict=True)
+        header = next(reader, None)
+        if not header:
+            return
+        while True:
+            line = reader.line_num + 1
+            try:
+                fields = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as err:
+                if "unexpected end of data" in str(err) or "field larger" in str(err):
+                    raise DataError(f"{path}: line {line}: unclosed quote runs to the end of the file; "
+                                    "fix the quoting (no later row can be read)") from None
+                yield _bad(header, [], f"broken CSV quoting at line {line} ({_one_line(err)})")
+                continue
+            if not fields:
+                continue  # blank line
+            if len(fields) != len(header):
+                yield _bad(header, fields, f"line {line} has {len(fields)} fields, header has {len(header)}")
+                continue
+            yield dict(zip(header, fields))
+
+
+def _bad(header: list[str], fields: list[str], reason: str) -> dict:
+    # Keep every column (question as text) so the training stream reaches clean_row and counts the reason.
+    row = {col: (fields[i] if i < len(fields) else "") for i, col in enumerate(header)}
+    row[BAD_ROW] = reason
+    return row
+
+
+def _read_json(path: str) -> Iterator[dict]:
+    """Rows of a JSON-lines file; an unparsable line comes back marked ``BAD_ROW``."""
+    with _open_text(path) as handle:
+        for line, text in enumerate(handle, 1):
+            if not text.strip():
+                continue
+            try:
+                row = json.loads(text)
+            except ValueError as err:
+                yield {c: "" for c in REQUIRED} | {BAD_ROW: f"unreadable JSON at line {line} ({_one_line(err)})"}
+                continue
+            if not isinstance(row, dict):
+                yield {c: "" for c in REQUIRED} | {BAD_ROW: f"line {line} is not a JSON object"}
+                continue
+            yield {k: valid_text(v) for k, v in row.items()}
+
+
+def valid_text(value):
+    """Lone surrogates (JSON may encode ``\\ud800``) crash tokenizers: replace them, keep the rest."""
+    if isinstance(value, str) and not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return value.encode("utf-8", "replace").decode("utf-8")
+    return value
+
+
+def _is_json_array(path: str) -> bool:
+    with _open_text(path) as handle:
+        head = handle.read(4096).lstrip()
+    return head.startswith("[")
+
+
 def open_part(part: Part):
-    """A streaming ``datasets.IterableDataset`` over one part."""
-    import datasets
+    """An iterable of row dicts over one part (streamed; ``datasets`` only where it is needed)."""
+    if part.kind == "csv":
+        return _read_csv(part.arg)
+    if part.kind == "json" and not _is_json_array(part.arg):
+        return _read_json(part.arg)
+    import datasets  # slow to import (seconds): only for Parquet, JSON arrays, hub and synthetic parts
 
     if part.kind == "synthetic":
         return datasets.IterableDataset.from_generator(
@@ -118,13 +248,7 @@ def open_part(part: Part):
         try:
             return datasets.load_dataset(name, split=split, streaming=True)
         except Exception as err:  # offline, unknown name, gated: one line is enough
-            raise DataError(f"{part.name}: cannot open hub dataset ({type(err).__name__}: {err})") from None
-    if part.kind == "csv":
-        header = csv_header(part.arg)
-        features = datasets.Features({col: datasets.Value("string") for col in header})
-        return datasets.load_dataset(
-            "csv", data_files=[part.arg], split="train", streaming=True, features=features, na_filter=False
-        )
+            raise DataError(f"{part.name}: cannot open hub dataset ({type(err).__name__}: {_one_line(err)})") from None
     return datasets.load_dataset(part.kind, data_files=[part.arg], split="train", streaming=True)
 
 
@@ -146,9 +270,17 @@ def iter_rows(parts: list[Part], start: int = 0) -> Iterator[tuple[str, int, dic
     """
     skip = start
     for part in parts:
-        ds = open_part(part)
         number = 0
-        for row in ds:
+        rows = iter(open_part(part))
+        while True:
+            try:
+                row = next(rows)
+            except StopIteration:
+                break
+            except DataError:
+                raise
+            except Exception as err:  # pyarrow/network failure inside a file: name it, in one line
+                raise DataError(f"{part.name}: unreadable after row {number} ({type(err).__name__}: {_one_line(err)})") from None
             number += 1
             if number == 1:
                 _check_columns(part, row)

@@ -10,6 +10,8 @@ from __future__ import annotations
 import hashlib
 import re
 
+from mathverify.errors import SettingsError
+
 _SPACE = re.compile(r"\s+")
 
 
@@ -37,11 +39,11 @@ def split_by_question(digests: list[str], size: float | int) -> set[str]:
     """
     if isinstance(size, float) and not size.is_integer():
         if not 0.0 < size < 1.0:
-            raise ValueError(f"val_size as a fraction must be in (0, 1), got {size}")
+            raise SettingsError(f"val_size as a fraction must be in (0, 1), got {size}")
         return {d for d in set(digests) if digest_fraction(d) < size}
     want = int(size)
     if want < 1:
-        raise ValueError(f"val_size as a row count must be >= 1, got {size}")
+        raise SettingsError(f"val_size as a row count must be >= 1, got {size}")
     rows_per_question: dict[str, int] = {}
     for d in digests:
         rows_per_question[d] = rows_per_question.get(d, 0) + 1
@@ -52,7 +54,7 @@ def split_by_question(digests: list[str], size: float | int) -> set[str]:
         chosen.add(d)
         covered += rows_per_question[d]
     if len(chosen) == len(rows_per_question):
-        raise ValueError(
+        raise SettingsError(
             f"val_size={want} rows would take every question ({covered} rows scanned): "
             "nothing would be left to train on; lower val_size or scan more rows"
         )

@@ -128,3 +128,16 @@ def test_formats_read_the_same_rows(tiny_path, tmp_path, suffix):
     dm = _datamodule(tiny_path, predict_files=str(path))
     dm.setup("predict")
     assert [e["id"] for e in dm.predict_examples] == [str(i) for i in range(12)]
+
+
+def test_mostly_bad_training_file_stops_with_a_clear_error(tiny_path, write_csv):
+    rows = [{"question": f"q{i}", "is_correct": "perhaps" if i % 3 else "1", "answer": "1", "solution": "s"}
+            for i in range(60)]
+    dm = _datamodule(tiny_path, train_files=write_csv(rows), val_files=write_csv(rows[::3][:3], "val.csv"),
+                     batch_size=4, buffer_size=16, max_bad_fraction=0.2, min_rows_for_bad_cap=10)
+    dm.trainer = None  # no logger needed for this check
+    dm.setup("fit")
+    dm.trainer = SimpleNamespace(global_rank=0, world_size=1, current_epoch=0)
+    with pytest.raises(DataError, match=r"unreadable, over data.max_bad_fraction=0.2 \(unreadable label: \d+\)"):
+        for batch in _take(dm.train_dataloader(), 10):
+            dm.on_before_batch_transfer(batch, 0)

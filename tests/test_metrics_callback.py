@@ -81,7 +81,8 @@ def test_validate_logs_hand_computed_metrics():
 
 def test_decision_threshold_is_read_from_the_module():
     # At 0.65 predictions are 1,1,0,0,0,0,1,0 -> TP 2, FN 1, FP 1, TN 4.
-    (logged,) = make_trainer(VerificationMetrics(), logger=False).validate(FixedOutputsModule(0.65), loader())
+    metrics = VerificationMetrics(val_threshold=None)
+    (logged,) = make_trainer(metrics, logger=False).validate(FixedOutputsModule(0.65), loader())
 
     assert logged["val/acc"] == pytest.approx(6 / 8)
     assert logged["val/precision"] == pytest.approx(2 / 3)

@@ -1,0 +1,84 @@
+"""Tune the decision threshold on P(correct) at each validation; predict uses the tuned one."""
+
+from __future__ import annotations
+
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch.callbacks import Callback
+from torch import Tensor
+
+from callbacks.metrics import _gather_uneven
+
+
+def best_thresholds(probs: Tensor, labels: Tensor) -> dict[str, float]:
+    """Thresholds t (decision ``p > t``) that maximise accuracy and F1 on these rows, and those scores.
+
+    Exact: every cut between two distinct sorted probabilities is tried (O(n log n)).
+    """
+    order = torch.argsort(probs)
+    p, y = probs[order].double(), labels[order].double()
+    n, positives = len(p), float(y.sum())
+    # Cut k: rows [0, k) predicted False, rows [k, n) predicted True; only cuts between distinct values.
+    neg_below = torch.cat([torch.zeros(1, dtype=torch.float64), torch.cumsum(1 - y, 0)])  # [n+1]
+    pos_below = torch.cat([torch.zeros(1, dtype=torch.float64), torch.cumsum(y, 0)])
+    valid = torch.ones(n + 1, dtype=torch.bool)
+    valid[1:n] = p[1:] > p[:-1]
+    tp = positives - pos_below
+    predicted_true = n - torch.arange(n + 1, dtype=torch.float64)
+    accuracy = (neg_below + tp) / n
+    f1 = torch.where(predicted_true + positives > 0, 2 * tp / (predicted_true + positives), torch.zeros(1, dtype=torch.float64))
+    cuts = torch.tensor([_cut_value(p, k) for k in range(n + 1)], dtype=torch.float64)
+    result = {}
+    for name, score in (("acc", accuracy), ("f1", f1)):
+        score = torch.where(valid, score, torch.full_like(score, -1.0))
+        ties = torch.nonzero(score == score.max()).reshape(-1)
+        k = int(ties[torch.argmin((cuts[ties] - 0.5).abs())])  # among equals, the cut nearest 0.5
+        result[f"threshold_{name}"] = float(cuts[k])
+        result[f"{name}_tuned"] = float(score[k])
+    return result
+
+
+def _cut_value(p: Tensor, k: int) -> float:
+    """A threshold t with p[k-1] <= t < p[k]: the lower value itself (decision is p > t)."""
+    if k == 0:
+        return max(0.0, float(p[0]) - 1e-6)
+    return float(p[k - 1])
+
+
+class DecisionThreshold(Callback):
+    """Finds the thresholds that maximise validation accuracy and F1, and hands one to the module.
+
+    The module keeps the chosen threshold in its checkpoints, so ``predict`` uses it unless the
+    user overrides it (``--threshold``). Logged as ``val/threshold_acc``, ``val/acc_tuned``,
+    ``val/threshold_f1``, ``val/f1_tuned``: tuned on the same rows, so in-sample (optimistic).
+
+    Args:
+        optimise: which tuned threshold the module uses: ``acc`` (the contest metric) or ``f1``.
+        apply: set the module's threshold (False: only log).
+    """
+
+    def __init__(self, optimise: str = "acc", apply: bool = True) -> None:
+        if optimise not in ("acc", "f1"):
+            raise ValueError(f"optimise must be 'acc' or 'f1', got {optimise!r}")
+        self.optimise, self.apply = optimise, apply
+        self._probs: list[Tensor] = []
+        self._labels: list[Tensor] = []
+
+    def on_validation_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._probs, self._labels = [], []
+
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        if not trainer.sanity_checking:
+            self._probs.append(outputs["probs"].detach().float().reshape(-1))
+            self._labels.append(outputs["labels"].detach().long().reshape(-1))
+
+    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.sanity_checking or not self._probs:
+            return
+        probs = _gather_uneven(pl_module, torch.cat(self._probs)).cpu()  # every rank: same rows
+        labels = _gather_uneven(pl_module, torch.cat(self._labels)).cpu()
+        tuned = best_thresholds(probs, labels)
+        for name, value in tuned.items():
+            pl_module.log(f"val/{name}", value, on_step=False, on_epoch=True, sync_dist=False)
+        if self.apply:
+            pl_module.threshold = tuned[f"threshold_{self.optimise}"]

@@ -1,0 +1,114 @@
+"""Export a checkpoint as a PEFT adapter folder (and optionally a merged full model).
+
+The folder loads with plain ``peft.PeftModel.from_pretrained(base, folder)``; ``mathverify.json``
+holds what a plain-transformers user needs to score rows exactly as ``mathverify predict`` does:
+the prompt template, the cue and label token ids, and the decision threshold.
+
+    mathverify export --ckpt_path lightning_logs/demo/version_0/checkpoints/last.ckpt --output demo-adapter
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+
+def load_module_from_checkpoint(ckpt_path: str):
+    """Rebuild the VerifierModule from a checkpoint's hyper-parameters and load its weights (CPU)."""
+    from mathverify.cli import CheckpointError, _load_checkpoint
+    from mathverify.model import VerifierModule
+
+    try:
+        state = _load_checkpoint(ckpt_path)
+    except CheckpointError as err:
+        raise SystemExit(f"mathverify export: {err}") from None
+    hparams = {k: v for k, v in state["hyper_parameters"].items() if not k.startswith("_")}
+    module = VerifierModule(**hparams)
+    module.configure_model()
+    module.on_load_checkpoint(state)  # checks the adapter shape, restores the tuned threshold
+    module.load_state_dict(state["state_dict"], strict=False)
+    return module.eval()
+
+
+def export_checkpoint(ckpt_path: str, output: str, merged: bool = False, overwrite: bool = False) -> Path:
+    """Write ``output/`` (adapter, tokenizer, head, mathverify.json[, merged/]) atomically."""
+    from mathverify.backbone import load_tokenizer, resolve_backbone
+    from mathverify.prompt import PromptEncoder
+
+    target = Path(output)
+    if target.exists() and not overwrite:
+        raise SystemExit(f"mathverify export: {target} exists; pass --overwrite to replace it")
+    module = load_module_from_checkpoint(ckpt_path)
+    hp = module.hparams
+    tokenizer = load_tokenizer(hp.backbone, hp.trust_remote_code)
+    encoder = PromptEncoder(tokenizer, hp.prompt_template, hp.positive_label, hp.negative_label, hp.max_length)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
+    try:
+        module.model.save_pretrained(tmp)  # adapter_config.json + adapter_model.safetensors
+        tokenizer.save_pretrained(tmp)
+        if hp.head == "classifier":
+            from safetensors.torch import save_file
+
+            save_file({k: v.contiguous() for k, v in module.head.state_dict().items()}, tmp / "classifier_head.safetensors")
+        meta = {
+            "base_model": resolve_backbone(hp.backbone), "head": hp.head, "threshold": float(module.threshold),
+            "prompt_template": hp.prompt_template, "max_length": hp.max_length,
+            "label_words": {"positive": hp.positive_label, "negative": hp.negative_label},
+            "label_token_ids": {"positive": encoder.labels.positive_id, "negative": encoder.labels.negative_id},
+            "cue_token_ids": list(encoder.labels.cue_ids), "bos_token_id": tokenizer.bos_token_id,
+            "input_ids": "[bos] + tokens(template before {solution}) + tokens(solution) + cue_token_ids; "
+                         "longer than max_length: cut the middle of the solution tokens",
+            "p_true": "softmax(logits[last, [negative, positive]])[1]; predicted True when p_true > threshold",
+        }
+        (tmp / "mathverify.json").write_text(json.dumps(meta, indent=2))
+        if merged:
+            _write_merged(tmp, meta["base_model"], hp)
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target
+
+
+def _write_merged(folder: Path, base_name: str, hp) -> None:
+    """Merge LoRA into a 16/32-bit reload of the base (never into 4-bit weights) and save it."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    dtype = torch.float32 if hp.dtype == "float32" else torch.bfloat16
+    base = AutoModelForCausalLM.from_pretrained(base_name, dtype=dtype, trust_remote_code=hp.trust_remote_code)
+    merged = PeftModel.from_pretrained(base, folder).merge_and_unload()
+    merged.save_pretrained(folder / "merged")
+    shutil.copy(folder / "mathverify.json", folder / "merged" / "mathverify.json")
+    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        if (folder / name).is_file():
+            shutil.copy(folder / name, folder / "merged" / name)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="mathverify export", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--ckpt_path", required=True, help="checkpoint file, or RUN:best / RUN:last")
+    parser.add_argument("--output", required=True, help="folder to write")
+    parser.add_argument("--logs_dir", default="lightning_logs", help="root of the run folders (short forms)")
+    parser.add_argument("--merged", action="store_true", help="also write merged/ (a full model with LoRA merged in)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    args = parser.parse_args(argv)
+    from mathverify.cli import resolve_ckpt_path
+
+    ckpt = resolve_ckpt_path(args.ckpt_path, args.logs_dir, "mathverify", "export")
+    folder = export_checkpoint(ckpt, args.output, merged=args.merged, overwrite=args.overwrite)
+    print(f"mathverify export: wrote {folder} from {ckpt}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

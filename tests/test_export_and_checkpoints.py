@@ -1,0 +1,128 @@
+"""Checkpoints: tuned threshold, safe loading, corrupt-file fallback, atomic writes; PEFT export."""
+
+import csv
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from mathverify.cli import cli_main, resolve_ckpt_path
+from test_cli import _fit_args
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, tiny_path):
+    """One short fit with the threshold tuner: (logs dir, run folder)."""
+    logs = tmp_path_factory.mktemp("run") / "logs"
+    cli_main(_fit_args(logs, "exp", "--trainer.callbacks+=callbacks.threshold.DecisionThreshold",
+                       rounds="[{steps: 2}, {steps: 2}]"))
+    return logs, logs / "exp" / "version_0"
+
+
+def test_threshold_is_tuned_logged_and_saved(trained):
+    from test_cli import _scalars
+
+    logs, run = trained
+    scalars = _scalars(run)
+    assert len(scalars["val/threshold_acc"]) == 2 and len(scalars["val/acc_tuned"]) == 2
+    assert scalars["val/acc_tuned"][-1] >= scalars["val/acc"][-1] - 1e-6  # in-sample tuning never loses
+    ckpt = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    assert ckpt["decision_threshold"] == pytest.approx(scalars["val/threshold_acc"][-1])
+
+
+def test_best_thresholds_match_brute_force():
+    from callbacks.threshold import best_thresholds
+
+    gen = torch.Generator().manual_seed(0)
+    probs, labels = torch.rand(200, generator=gen), (torch.rand(200, generator=gen) > 0.6).long()
+    tuned = best_thresholds(probs, labels)
+    grid = [(((probs > t).long() == labels).float().mean().item(), t) for t in torch.linspace(0, 1, 2001).tolist()]
+    assert tuned["acc_tuned"] == pytest.approx(max(grid)[0])
+    assert ((probs > tuned["threshold_acc"]).long() == labels).float().mean().item() == pytest.approx(tuned["acc_tuned"])
+
+
+def test_export_loads_with_plain_peft_and_matches_predict(trained, tmp_path, tiny_path):
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from mathverify.export import main as export_main
+    from mathverify.synthetic import generate_rows, write_rows
+
+    logs, run = trained
+    out = tmp_path / "adapter"
+    assert export_main(["--ckpt_path", "exp:last", "--logs_dir", str(logs), "--output", str(out), "--merged"]) == 0
+    assert {"adapter_config.json", "adapter_model.safetensors", "mathverify.json"} <= {p.name for p in out.iterdir()}
+
+    test_file = tmp_path / "t.csv"
+    write_rows(test_file, 12, seed=3, test=True)
+    cli_main(["predict", "--logs_dir", str(logs), "--ckpt_path", "exp:last", "--data.predict_files", str(test_file),
+              "--submission", str(tmp_path / "s.csv"), "--probabilities", str(tmp_path / "p.csv"),
+              "--trainer.enable_progress_bar", "false"])
+    with open(tmp_path / "p.csv") as handle:
+        ours = torch.tensor([float(r["p_true"]) for r in csv.DictReader(handle)], dtype=torch.float64)
+
+    # Plain transformers + peft, following mathverify.json's recipe; no mathverify code below.
+    meta = json.loads((out / "mathverify.json").read_text())
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    before, _ = meta["prompt_template"].split("{solution}")
+    ids = [meta["label_token_ids"]["negative"], meta["label_token_ids"]["positive"]]
+    adapter = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(meta["base_model"]), out).eval()
+    merged = AutoModelForCausalLM.from_pretrained(out / "merged").eval()
+    for model in (adapter, merged):
+        plain, kept = [], []
+        for index, row in enumerate(generate_rows(12, seed=3)):
+            tokens = ([meta["bos_token_id"]] + tokenizer(before.format(**row), add_special_tokens=False)["input_ids"]
+                      + tokenizer(row["solution"], add_special_tokens=False)["input_ids"] + meta["cue_token_ids"])
+            if len(tokens) > meta["max_length"]:
+                continue  # mathverify cut this one's solution middle; the recipe above does not
+            with torch.no_grad():
+                logits = model(torch.tensor([tokens])).logits[0, -1, ids]
+            plain.append(float(logits.double().softmax(-1)[1]))
+            kept.append(index)
+        assert len(kept) >= 8
+        assert torch.allclose(torch.tensor(plain, dtype=torch.float64), ours[kept], atol=1e-5)
+
+
+def test_corrupt_last_falls_back_and_explicit_path_fails_in_one_line(trained, tmp_path, capsys):
+    _, run = trained
+    copy = tmp_path / "exp" / "version_0"
+    shutil.copytree(run, copy)
+    last = copy / "checkpoints" / "last.ckpt"
+    last.write_bytes(last.read_bytes()[:1000])  # a save cut short
+    found = resolve_ckpt_path("exp:last", str(tmp_path), "x", "fit")
+    assert Path(found).name.startswith("round") and "warning" in capsys.readouterr().err
+    with pytest.raises(SystemExit, match=r"last\.ckpt: unreadable checkpoint \(truncated or corrupt"):
+        resolve_ckpt_path(str(last), str(tmp_path), "x", "predict")
+
+
+class _RunsCode:
+    def __reduce__(self):
+        return (os.system, ("echo pwned",))
+
+
+def test_pickle_that_would_run_code_is_refused(tmp_path):
+    evil = tmp_path / "evil.ckpt"
+    torch.save({"state_dict": {}, "payload": _RunsCode()}, evil)
+    with pytest.raises(SystemExit, match="refused: it holds more than tensors and plain types"):
+        resolve_ckpt_path(str(evil), str(tmp_path), "x", "predict")
+
+
+def test_atomic_save_keeps_the_previous_file_when_a_save_dies(tmp_path, monkeypatch):
+    from callbacks.checkpoint import AtomicCheckpointIO
+
+    io, path = AtomicCheckpointIO(), tmp_path / "last.ckpt"
+    io.save_checkpoint({"step": 1, "w": torch.ones(3)}, path)
+
+    def dying_save(obj, handle):
+        handle.write(b"partial bytes")
+        raise KeyboardInterrupt("killed mid-save")
+
+    monkeypatch.setattr(torch, "save", dying_save)
+    with pytest.raises(KeyboardInterrupt):
+        io.save_checkpoint({"step": 2, "w": torch.zeros(3)}, path)
+    monkeypatch.undo()
+    assert torch.load(path, weights_only=True)["step"] == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]
