@@ -24,6 +24,17 @@ from mathverify.stream import StreamPosition, TrainStream, ValidationRule
 RoundPlan = Callable[[int], tuple[int, Optional[int]]]  # epoch -> (micro-batches, micro-batch size or None)
 
 
+class StreamLoader(DataLoader):
+    """The training loader. Its position lives in the data module's checkpoint state (restored
+    before the loader is built); these two methods tell Lightning a mid-round resume is exact."""
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        pass
+
+
 class VerifyDataModule(pl.LightningDataModule):
     """Streams prompt-formatted, tokenized chunks of contest rows.
 
@@ -195,7 +206,7 @@ class VerifyDataModule(pl.LightningDataModule):
         # An own generator: otherwise creating the loader draws from the global RNG, and a resumed
         # run (which creates it after restoring RNG state) would see other dropout masks.
         generator = torch.Generator().manual_seed(hp.seed)
-        return DataLoader(stream, batch_size=None, num_workers=hp.num_workers, generator=generator)
+        return StreamLoader(stream, batch_size=None, num_workers=hp.num_workers, generator=generator)
 
     def _fixed_loader(self, examples: list[dict]) -> DataLoader:
         collate = partial(collate_examples, pad_id=self.pad_id)
@@ -252,10 +263,30 @@ class VerifyDataModule(pl.LightningDataModule):
             print(f"mathverify: training rows skipped by reason: {dict(self.stats['skipped'])}", file=sys.stderr)
 
     def state_dict(self) -> dict:
-        return {"position": self.position.as_dict(), "skipped": dict(self.stats["skipped"]),
-                "truncated": self.stats["truncated"], "rows_seen": self.stats["rows_seen"]}
+        """This rank's stream state, plus every rank's position when several processes train.
+
+        Lightning builds the checkpoint on every rank (rank zero writes it), so the positions can
+        be gathered here; each rank reads its own back on resume.
+        """
+        local = {"position": self.position.as_dict(), "skipped": dict(self.stats["skipped"]),
+                 "truncated": self.stats["truncated"], "rows_seen": self.stats["rows_seen"]}
+        world = torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1
+        if world == 1:
+            return {**local, "world_size": 1}
+        every_rank = [None] * world
+        torch.distributed.all_gather_object(every_rank, local)
+        return {**local, "world_size": world, "ranks": every_rank}
 
     def load_state_dict(self, state: dict) -> None:
-        self.position = StreamPosition(**state["position"])
-        self.stats = {"skipped": Counter(state.get("skipped", {})), "truncated": state.get("truncated", 0),
-                      "rows_seen": state.get("rows_seen", 0)}
+        saved_world = int(state.get("world_size", 1))
+        world = self.trainer.world_size if self.trainer is not None else 1
+        if saved_world != world:
+            raise DataError(
+                f"checkpoint's data stream was written by {saved_world} process(es), this run has {world}: "
+                f"resume with the same number (e.g. --trainer.devices {saved_world}), or start a new run from "
+                "the exported adapter"
+            )
+        mine = state["ranks"][self.trainer.global_rank] if saved_world > 1 else state
+        self.position = StreamPosition(**mine["position"])
+        self.stats = {"skipped": Counter(mine.get("skipped", {})), "truncated": mine.get("truncated", 0),
+                      "rows_seen": mine.get("rows_seen", 0)}

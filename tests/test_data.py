@@ -141,3 +141,16 @@ def test_mostly_bad_training_file_stops_with_a_clear_error(tiny_path, write_csv)
     with pytest.raises(DataError, match=r"unreadable, over data.max_bad_fraction=0.2 \(unreadable label: \d+\)"):
         for batch in _take(dm.train_dataloader(), 10):
             dm.on_before_batch_transfer(batch, 0)
+
+
+def test_stream_state_round_trip_and_world_size_mismatch(tiny_path):
+    dm = _datamodule(tiny_path, train_files="synthetic:50:0")
+    dm.position.rows_read, dm.stats["rows_seen"] = 32, 40
+    state = dm.state_dict()
+    assert state["world_size"] == 1
+    fresh = _datamodule(tiny_path, train_files="synthetic:50:0")
+    fresh.load_state_dict(state)
+    assert fresh.position.rows_read == 32 and fresh.stats["rows_seen"] == 40
+    two_ranks = {**state, "world_size": 2, "ranks": [state, state]}
+    with pytest.raises(DataError, match=r"written by 2 process\(es\), this run has 1: resume with the same number"):
+        fresh.load_state_dict(two_ranks)
