@@ -168,9 +168,9 @@ def load_causal_lm(
 ):
     """Load the causal LM onto ``device`` (the device Lightning's strategy chose for this rank).
 
-    Quantized weights cannot be moved after loading, so they are placed with an explicit
-    ``device_map={"": device}``; never ``"auto"``, which under DDP silently shards one model
-    over every GPU of the node.
+    Weights go straight to that device with an explicit ``device_map={"": device}`` (quantized
+    weights cannot be moved after loading; 16-bit ones would otherwise pass through host memory
+    in every rank); never ``"auto"``, which under DDP silently shards one model over every GPU.
     """
     from transformers import AutoModelForCausalLM
 
@@ -178,9 +178,10 @@ def load_causal_lm(
     _check_local(path)
     torch_dtype = DTYPES[dtype]
     bnb = quantization_config(quantization, torch_dtype, DTYPES.get(quant_storage) if quant_storage else None)
-    kwargs = dict(dtype=torch_dtype, trust_remote_code=trust_remote_code, attn_implementation=attn_implementation)
+    kwargs = dict(dtype=torch_dtype, trust_remote_code=trust_remote_code, attn_implementation=attn_implementation,
+                  device_map={"": device})
     if bnb is not None:
-        kwargs.update(quantization_config=bnb, device_map={"": device})
+        kwargs.update(quantization_config=bnb)
     model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
     model.config.use_cache = False  # training never reuses the KV cache
     return model

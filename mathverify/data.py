@@ -278,6 +278,8 @@ class VerifyDataModule(pl.LightningDataModule):
         return {**local, "world_size": world, "ranks": every_rank}
 
     def load_state_dict(self, state: dict) -> None:
+        if getattr(getattr(self.trainer, "state", None), "fn", "fit") != "fit":
+            return  # validate/test/predict never read the stream: evaluate on any number of ranks
         saved_world = int(state.get("world_size", 1))
         world = self.trainer.world_size if self.trainer is not None else 1
         if saved_world != world:

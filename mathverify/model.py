@@ -10,6 +10,7 @@ import lightning.pytorch as pl
 import torch
 from lightning.pytorch.cli import OptimizerCallable
 from torch import nn
+from torchmetrics import MeanMetric
 
 from mathverify.backbone import LLAMA_PROJECTIONS, load_causal_lm, load_tokenizer
 from mathverify.errors import SettingsError
@@ -86,6 +87,10 @@ class VerifierModule(pl.LightningModule):
         self.model: Optional[nn.Module] = None  # built in configure_model, so --help stays fast
         self.head: Optional[nn.Module] = None
         self.strict_loading = False  # checkpoints hold only the trainable weights
+        # Epoch means of val/test loss as torchmetrics means: they sync float sums across ranks.
+        # Lightning's own sync_dist mean divides the integer row count by the world size and
+        # truncates it (33 rows on 2 ranks count as 16 x 2), skewing the loss of uneven ranks.
+        self.eval_loss = nn.ModuleDict({"val": MeanMetric(), "test": MeanMetric()})
 
     # ----- building -------------------------------------------------------------------------
     def configure_model(self) -> None:
@@ -146,9 +151,12 @@ class VerifierModule(pl.LightningModule):
             weight = torch.tensor(self.hparams.class_weights, dtype=logits.dtype, device=logits.device)
         loss = nn.functional.cross_entropy(logits, labels, weight=weight)
         batch_size = labels.shape[0]
-        on_step = stage == "train"
-        self.log(f"{stage}/loss", loss, on_step=on_step, on_epoch=not on_step, prog_bar=True,
-                 batch_size=batch_size, sync_dist=not on_step)
+        if stage == "train":
+            self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=True, batch_size=batch_size)
+        else:
+            mean = self.eval_loss[stage]
+            mean.update(loss.detach(), weight=float(batch_size))
+            self.log(f"{stage}/loss", mean, on_step=False, on_epoch=True, prog_bar=True, batch_size=batch_size)
         return {"loss": loss, "probs": logits.detach().softmax(-1)[:, 1], "labels": labels}
 
     def training_step(self, batch: dict, batch_idx: int) -> dict:
@@ -190,13 +198,26 @@ class VerifierModule(pl.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     # ----- checkpoints: trainable weights only ----------------------------------------------
+    def trainable_names(self) -> set[str]:
+        """State-dict keys of the trainable weights (FSDP/activation-checkpoint wrapper names removed)."""
+        wrappers = ("_fsdp_wrapped_module.", "_checkpoint_wrapped_module.")
+        names = set()
+        for name, param in self.named_parameters():
+            if param.requires_grad:
+                for wrapper in wrappers:
+                    name = name.replace(wrapper, "")
+                names.add(name)
+        return names
+
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
-        names = {n for n, p in self.named_parameters() if p.requires_grad}
+        names = self.trainable_names()
         return {k: v for k, v in self.state_dict().items() if k in names}
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         # The frozen base (16 GB for Llama-3-8B) is reloaded from its source; keep only what trains.
-        checkpoint["state_dict"] = self.trainable_state_dict()
+        # Filter what Lightning already gathered (under FSDP a second state_dict() would gather again).
+        names = self.trainable_names()
+        checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in names}
         checkpoint["decision_threshold"] = float(self.threshold)  # tuned on validation, used by predict
         checkpoint["rng"] = {"torch": torch.get_rng_state(), "python": random.getstate()}  # dropout, resumes
 
@@ -205,7 +226,7 @@ class VerifierModule(pl.LightningModule):
         if "rng" in checkpoint:
             torch.set_rng_state(checkpoint["rng"]["torch"])
             random.setstate(_as_tuple(checkpoint["rng"]["python"]))
-        expected = set(self.trainable_state_dict()) if self.model is not None else None
+        expected = self.trainable_names() if self.model is not None else None
         if expected is not None:
             got = set(checkpoint["state_dict"])
             if got != expected:

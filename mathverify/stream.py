@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Iterator, Optional
 
 import torch
@@ -29,6 +29,8 @@ class StreamPosition:
     rows_read: int = 0  # source rows read in this pass before the current buffer began
     buffer_index: int = 0  # buffers started so far (seeds each buffer's shuffle)
     batches_done: int = 0  # batches already taken from the current buffer
+    batch_size: int = 0  # the size those batches were cut at (0: this stream's own)
+    earlier_cuts: list = field(default_factory=list)  # [batch size, batches taken] before a size change
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -66,12 +68,12 @@ class TrainStream(torch.utils.data.IterableDataset):
         return self.num_batches
 
     def __iter__(self) -> Iterator[dict]:
-        pos = StreamPosition(**self.start.as_dict())
+        pos = self._rebased(StreamPosition(**self.start.as_dict()))
         source = iter_rows(self.parts, start=pos.rows_read)  # one live reader, re-opened per pass
         produced = 0
         while self.num_batches is None or produced < self.num_batches:
             batches, rows_after, skipped, truncated = self._buffer(pos, source)
-            if pos.batches_done:  # a rebuilt buffer: its counts went out with its first batch
+            if pos.batches_done or pos.earlier_cuts:  # a rebuilt buffer: its counts went out already
                 skipped, truncated = Counter(), 0
             for batch in batches[pos.batches_done:]:
                 pos.batches_done += 1
@@ -88,10 +90,19 @@ class TrainStream(torch.utils.data.IterableDataset):
             if rows_after is None:
                 source = iter_rows(self.parts)
 
+    def _rebased(self, pos: StreamPosition) -> StreamPosition:
+        """A round with another micro-batch size continues the same buffer: the rows already
+        taken (cut at the old size) are set aside, the rest is cut at the new size."""
+        if pos.batch_size in (0, self.batch_size) or pos.batches_done == 0:
+            return StreamPosition(pos.passes, pos.rows_read, pos.buffer_index, pos.batches_done,
+                                  self.batch_size, list(pos.earlier_cuts))
+        cuts = list(pos.earlier_cuts) + [[pos.batch_size, pos.batches_done]]
+        return StreamPosition(pos.passes, pos.rows_read, pos.buffer_index, 0, self.batch_size, cuts)
+
     def _next_buffer(self, pos: StreamPosition, rows_after: Optional[int]) -> StreamPosition:
         if rows_after is None:  # the source ran out inside this buffer: the next one starts a new pass
-            return StreamPosition(pos.passes + 1, 0, pos.buffer_index + 1, 0)
-        return StreamPosition(pos.passes, rows_after, pos.buffer_index + 1, 0)
+            return StreamPosition(pos.passes + 1, 0, pos.buffer_index + 1, 0, self.batch_size)
+        return StreamPosition(pos.passes, rows_after, pos.buffer_index + 1, 0, self.batch_size)
 
     def _buffer(self, pos: StreamPosition, source: Iterator):
         """Rebuild the buffer that starts at ``pos``: (batches, rows read after it or None, skips, cuts)."""
@@ -130,8 +141,10 @@ class TrainStream(torch.utils.data.IterableDataset):
                     for i, r in zip(ids, rows)]
         rng = random.Random(f"{self.seed}:{pos.passes}:{pos.buffer_index}")
         rng.shuffle(examples)
-        if self.group_by_length:  # similar lengths share a batch: less padding
-            examples.sort(key=lambda e: len(e["input_ids"]))
-        chunks = [examples[i:i + self.batch_size] for i in range(0, len(examples), self.batch_size)]
-        rng.shuffle(chunks)
+        for size, taken in [*pos.earlier_cuts, [self.batch_size, 0]]:
+            if self.group_by_length:  # similar lengths share a batch: less padding
+                examples.sort(key=lambda e: len(e["input_ids"]))
+            chunks = [examples[i:i + size] for i in range(0, len(examples), size)]
+            rng.shuffle(chunks)
+            examples = [e for chunk in chunks[taken:] for e in chunk]
         return [collate_examples(c, self.pad_id) for c in chunks]

@@ -154,3 +154,27 @@ def test_stream_state_round_trip_and_world_size_mismatch(tiny_path):
     two_ranks = {**state, "world_size": 2, "ranks": [state, state]}
     with pytest.raises(DataError, match=r"written by 2 process\(es\), this run has 1: resume with the same number"):
         fresh.load_state_dict(two_ranks)
+
+
+def test_a_new_micro_batch_size_mid_buffer_repeats_and_skips_no_row(encoder, tokenizer):
+    def rest_of_buffer(batch_size, start):
+        """Batches from ``start`` to the end of its buffer of 32 rows."""
+        out = []
+        for batch in TrainStream(resolve_parts("synthetic:64:1"), encoder, tokenizer.pad_token_id, rank=0,
+                                 world_size=1, validation=ValidationRule(), batch_size=batch_size, buffer_size=32,
+                                 group_by_length=True, seed=3, start=start, num_batches=None):
+            out.append(batch)
+            if batch["stream"]["position"]["buffer_index"] == 1:
+                return out
+
+    def ids(batches):
+        return [i for b in batches for i in b["ids"]]
+
+    first = rest_of_buffer(4, StreamPosition())[:3]  # round 1: 3 batches of 4
+    second = rest_of_buffer(2, StreamPosition(**first[-1]["stream"]["position"]))  # round 2: size 2
+    assert all(len(b["ids"]) == 2 for b in second)
+    assert len(ids(first + second)) == 32 and len(set(ids(first + second))) == 32  # whole buffer, once each
+    # resume inside round 2 and change the size once more: still every row once
+    third = rest_of_buffer(3, StreamPosition(**second[2]["stream"]["position"]))
+    rows = ids(first + second[:3] + third)
+    assert len(rows) == 32 and set(rows) == set(ids(first + second))
