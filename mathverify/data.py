@@ -210,8 +210,11 @@ class VerifyDataModule(pl.LightningDataModule):
 
     def _fixed_loader(self, examples: list[dict]) -> DataLoader:
         collate = partial(collate_examples, pad_id=self.pad_id)
-        # Under DDP each rank takes its own rows, none repeated (see mathverify/sharding.py);
-        # with one rank the sampler is None and rows load in file order as before.
+        # Longest first: similar lengths share a batch (little padding) and an out-of-memory shows
+        # in batch 1. Every example keeps its row_index, so the submission writer restores file
+        # order, and the metrics do not depend on it.
+        examples = sorted(examples, key=lambda e: len(e["input_ids"]), reverse=True)
+        # Under DDP each rank takes its own rows, none repeated (see mathverify/sharding.py).
         rank, world_size = rank_of(self.trainer)
         sampler = eval_sampler(examples, rank, world_size)
         return DataLoader(examples, batch_size=self.hparams.eval_batch_size, shuffle=False, sampler=sampler,

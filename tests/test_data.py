@@ -100,14 +100,18 @@ def test_bad_training_rows_are_skipped_and_counted(encoder, tokenizer, write_csv
     assert sorted(labels) == sorted(int(i % 2) for i in range(12) if i not in (2, 5))
 
 
-def test_predict_keeps_row_order_and_ids(tiny_path, write_csv):
+def test_predict_yields_every_row_once_with_its_id_in_length_sorted_batches(tiny_path, write_csv):
+    from mathverify.examples import padding_fraction
+
     rows = [{"ID": 10 + i, "question": f"q{i}", "answer": str(i), "solution": "x " * (i * 13 % 50 + 1)}
             for i in range(23)]
     dm = _datamodule(tiny_path, predict_files=write_csv(rows), eval_batch_size=5)
     dm.setup("predict")
     batches = list(dm.predict_dataloader())
-    assert [i for b in batches for i in b["ids"]] == [str(10 + i) for i in range(23)]
-    assert [int(i) for b in batches for i in b["row_index"]] == list(range(23))
+    pairs = sorted((int(r), i) for b in batches for r, i in zip(b["row_index"], b["ids"]))
+    assert pairs == [(i, str(10 + i)) for i in range(23)]  # the writer sorts by row_index
+    lengths = [int(n) for b in batches for n in b["lengths"]]
+    assert lengths == sorted(lengths, reverse=True) and padding_fraction(batches) < 0.1
 
 
 def test_missing_columns_and_files_are_clear(tiny_path, write_csv, tmp_path):

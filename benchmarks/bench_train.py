@@ -1,0 +1,376 @@
+"""Training throughput and peak memory: ours vs the seed's recipe (TRL SFTTrainer + peft LoRA).
+
+Each contender runs in its own process (peak RSS / peak CUDA memory are per contender) on the same
+saved random backbone, the same rows, LoRA settings, micro-batch, accumulation, optimizer and seed:
+
+* ``ours``: ``mathverify.model.VerifierModule`` (built with ``configure_model``) fed by the real
+  ``mathverify.stream.TrainStream`` (length-grouped batches of one shuffle buffer); a plain loop of
+  forward -> cross-entropy on the two label logits -> backward -> clip -> AdamW step. No Lightning
+  Trainer: its per-step overhead (logging, callbacks) is not what is measured, and the TRL side gets
+  no logging either (``logging_steps`` beyond the run).
+* ``trl``: ``trl.SFTTrainer`` with ``peft_config``; text = the seed prompt + label word; loss over the
+  whole sequence (``completion_only_loss=False``), no packing, dynamic padding to the longest row of
+  each batch, ``adamw_torch``, constant learning rate.
+
+Timing: examples/s and tokens/s over optimizer steps 2..N (the wall time from the end of step 1 to
+the end of step N, data loading included), so one-time start-up costs are left out of both.
+
+    python benchmarks/bench_train.py --quick
+    python benchmarks/bench_train.py                      # full: 30 layers, ~400-token rows
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import (TARGET_MODULES, build_backbone, machine, markdown_table, peak_rss_mb,  # noqa: E402
+                    read_rows, rss_mb, run_child, seed_text, write_rows)
+
+
+def parse(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="4 steps, 4 layers, short rows (minutes on 2 cores)")
+    p.add_argument("--shape", default="smollm2-135m")
+    p.add_argument("--layers", type=int, default=None, help="fewer decoder layers (vocab stays)")
+    p.add_argument("--steps", type=int, default=None, help="optimizer steps (step 1 is not timed)")
+    p.add_argument("--micro-batch", type=int, default=4)
+    p.add_argument("--accumulate", type=int, default=2)
+    p.add_argument("--length-scale", type=float, default=None, help="repeat solutions ~this many times")
+    p.add_argument("--max-length", type=int, default=1024)
+    p.add_argument("--lora-r", type=int, default=16)
+    p.add_argument("--lora-alpha", type=float, default=32)
+    p.add_argument("--lora-dropout", type=float, default=0.0)
+    p.add_argument("--lr", type=float, default=2e-4)
+    p.add_argument("--seed", type=int, default=3407)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+    p.add_argument("--quantization", default="none", choices=["none", "4bit", "8bit"])
+    p.add_argument("--gradient-checkpointing", action="store_true", help="both contenders")
+    p.add_argument("--contenders", default="ours,trl")
+    p.add_argument("--rounds", type=int, default=1, help="run the contenders alternately this many times, keep each one's best")
+    p.add_argument("--matmul-peak-gflops", type=float, default=None, help="for the MFU column")
+    p.add_argument("--json", default=None, help="write the results here")
+    p.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--model-dir", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--rows-file", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--profile", action="store_true", help="ours: torch.profiler on one extra, untimed step")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.layers = args.layers or 4
+        args.steps = args.steps or 4
+        args.length_scale = args.length_scale or 1.0
+    args.steps = args.steps or 12
+    args.length_scale = args.length_scale or 3.0
+    return args
+
+
+# ----- helpers shared by the children ---------------------------------------------------------
+def _setup(args):
+    import torch
+
+    torch.manual_seed(args.seed)
+    if args.device == "cpu":
+        torch.set_num_threads(torch.get_num_threads())
+
+
+def _peak_memory_mb(args) -> float:
+    import torch
+
+    if args.device.startswith("cuda"):
+        return torch.cuda.max_memory_allocated() / 2**20
+    return peak_rss_mb()
+
+
+def _count(model, lm_head_rows: int | None) -> dict:
+    """Parameters a training step multiplies with: decoder matrices (+ LoRA) and the lm_head rows used."""
+    decoder = 0
+    trainable = 0
+    for name, p in model.named_parameters():
+        n = p.numel() * (2 if p.dtype.itemsize == 1 and "weight" in name else 1)  # 4-bit packs 2 per byte
+        if p.requires_grad:
+            trainable += n
+        if "embed_tokens" in name or "lm_head" in name:
+            continue
+        decoder += n
+    cfg = model.config if hasattr(model, "config") else model.get_base_model().config
+    head = cfg.hidden_size * (lm_head_rows if lm_head_rows is not None else cfg.vocab_size)
+    return {"decoder_params": decoder, "head_params": head, "trainable_params": trainable}
+
+
+def _sync(args):
+    import torch
+
+    if args.device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def _probe(args) -> float:
+    """GEMM GFLOP/s right now: how much of the (shared) machine this contender is getting."""
+    from bench_matmul import matmul_peak
+
+    return matmul_peak(2048 if args.device == "cpu" else 8192, args.device,
+                       "float32" if args.device == "cpu" else args.dtype, seconds=1.0)["best_gflops"]
+
+
+def _result(args, name, step_ends, rows_per_step, tokens_per_step, counts, rss_loaded, extra=None):
+    timed = step_ends[-1] - step_ends[0]
+    n = len(step_ends) - 1
+    examples = sum(rows_per_step[1:n + 1])
+    tokens = sum(tokens_per_step[1:n + 1])
+    involved = counts["decoder_params"] + counts["head_params"]
+    out = {
+        "contender": name, "steps_timed": n, "seconds": timed, "examples": examples, "tokens": tokens,
+        "examples_per_s": examples / timed, "tokens_per_s": tokens / timed,
+        "seconds_per_step": timed / n, "peak_mem_mb": _peak_memory_mb(args), "rss_after_load_mb": rss_loaded,
+        "model_flops_per_token": 6 * involved, "achieved_gflops": 6 * involved * tokens / timed / 1e9,
+        **counts, "device": args.device, "dtype": args.dtype, "quantization": args.quantization,
+    }
+    out.update(extra or {})
+    out["probe_gflops"] = (out.pop("probe_before", 0) + _probe(args)) / 2
+    return out
+
+
+# ----- contender: ours ------------------------------------------------------------------------
+def child_ours(args) -> dict:
+    import torch
+    from torch import nn
+    from types import SimpleNamespace
+
+    from mathverify.backbone import load_tokenizer
+    from mathverify.model import VerifierModule
+    from mathverify.prompt import PromptEncoder
+    from mathverify.sources import resolve_parts
+    from mathverify.stream import StreamPosition, TrainStream, ValidationRule
+
+    _setup(args)
+    module = VerifierModule(
+        backbone=args.model_dir, quantization=args.quantization, dtype=args.dtype, max_length=args.max_length,
+        lora_r=args.lora_r, lora_alpha=args.lora_alpha, lora_dropout=args.lora_dropout,
+        target_modules=TARGET_MODULES, gradient_checkpointing=args.gradient_checkpointing,
+        attn_implementation="sdpa",
+    )
+    # configure_model places the backbone on the Trainer's device; without a Trainer, tell it directly.
+    module._trainer = SimpleNamespace(strategy=SimpleNamespace(root_device=torch.device(args.device)))
+    module.configure_model()
+    module._trainer = None
+    module.to(args.device) if args.quantization == "none" else module.head.to(args.device)
+    module.train()
+    rss_loaded = rss_mb()
+    tokenizer = load_tokenizer(args.model_dir)
+    encoder = PromptEncoder(tokenizer, module.hparams.prompt_template, "True", "False", args.max_length)
+    rows_per_step = args.micro_batch * args.accumulate
+    n_rows = rows_per_step * args.steps  # one buffer = exactly the rows TRL trains on
+    stream = TrainStream(
+        resolve_parts(args.rows_file), encoder, tokenizer.pad_token_id, rank=0, world_size=1,
+        validation=ValidationRule(), batch_size=args.micro_batch, buffer_size=n_rows, group_by_length=True,
+        seed=args.seed, start=StreamPosition(), num_batches=(args.steps + args.profile) * args.accumulate,
+    )
+    params = [p for p in module.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.01)
+    counts = _count(module.model, lm_head_rows=2)
+
+    def step_fn(batch):
+        ids = batch["input_ids"].to(args.device, non_blocking=True)
+        mask = batch["attention_mask"].to(args.device, non_blocking=True)
+        logits = module(ids, mask, batch["lengths"].to(args.device))
+        loss = nn.functional.cross_entropy(logits, batch["labels"].to(args.device)) / args.accumulate
+        loss.backward()
+        return loss
+
+    prof = None
+    if args.profile:
+        from torch.profiler import ProfilerActivity, profile
+
+        acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if args.device.startswith("cuda") else [])
+        prof = profile(activities=acts, record_shapes=False)
+    step_ends, rows, tokens = [], [], []
+    it = iter(stream)
+    probe_before = _probe(args)
+    # With --profile, one extra step after the timed ones runs under torch.profiler (not timed).
+    for step in range(args.steps + (prof is not None)):
+        if step == args.steps:
+            prof.__enter__()
+        n, t = 0, 0
+        for _ in range(args.accumulate):
+            batch = next(it)
+            step_fn(batch)
+            n += int(batch["lengths"].numel())
+            t += int(batch["lengths"].sum())
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        _sync(args)
+        if step == args.steps:
+            break
+        step_ends.append(time.perf_counter())
+        rows.append(n)
+        tokens.append(t)
+    extra = {}
+    if prof is not None:
+        prof.__exit__(None, None, None)
+        extra["profile"] = _profile_summary(prof, args, steps=1)
+    extra["probe_before"] = probe_before
+    return _result(args, "ours", step_ends, rows, tokens, counts, rss_loaded, extra)
+
+
+def _profile_summary(prof, args, steps: int, top: int = 12) -> list[dict]:
+    """Top operators by self time (per step), grouped into what they are."""
+    cuda = args.device.startswith("cuda")
+    events = prof.key_averages()
+    total = sum((e.self_device_time_total if cuda else e.self_cpu_time_total) for e in events) or 1
+    rows = []
+    for e in sorted(events, key=lambda e: -(e.self_device_time_total if cuda else e.self_cpu_time_total))[:top]:
+        t = e.self_device_time_total if cuda else e.self_cpu_time_total
+        rows.append({"op": e.key, "ms_per_step": t / 1e3 / steps, "share": t / total, "calls_per_step": e.count / steps})
+    return rows
+
+
+# ----- contender: the seed recipe (TRL) -------------------------------------------------------
+def child_trl(args) -> dict:
+    import datasets
+    import torch
+    from peft import LoraConfig
+    from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
+    from trl import SFTConfig, SFTTrainer
+
+    from mathverify.backbone import quantization_config
+
+    _setup(args)
+    dtype = getattr(torch, args.dtype)
+    bnb = quantization_config(args.quantization, dtype, None)
+    kwargs = dict(dtype=dtype, attn_implementation="sdpa")
+    if bnb is not None:
+        kwargs.update(quantization_config=bnb, device_map={"": torch.device(args.device)})
+    model = AutoModelForCausalLM.from_pretrained(args.model_dir, **kwargs)
+    if bnb is None:
+        model.to(args.device)
+    rss_loaded = rss_mb()
+    tokenizer = AutoTokenizer.from_pretrained(args.model_dir)
+    rows_per_step = args.micro_batch * args.accumulate
+    rows = read_rows(Path(args.rows_file))[: rows_per_step * args.steps]
+    dataset = datasets.Dataset.from_list([{"text": seed_text(r)} for r in rows])
+    peft_config = LoraConfig(r=args.lora_r, lora_alpha=args.lora_alpha, lora_dropout=args.lora_dropout,
+                             target_modules=TARGET_MODULES, task_type="CAUSAL_LM")
+    out_dir = tempfile.mkdtemp(prefix="bench-trl-")
+    config = SFTConfig(
+        output_dir=out_dir, per_device_train_batch_size=args.micro_batch,
+        gradient_accumulation_steps=args.accumulate, max_steps=args.steps, learning_rate=args.lr,
+        weight_decay=0.01, lr_scheduler_type="constant", warmup_steps=0, optim="adamw_torch",
+        max_grad_norm=1.0, seed=args.seed, data_seed=args.seed, dataset_text_field="text",
+        max_length=args.max_length, packing=False, completion_only_loss=False, report_to=[],
+        logging_steps=10**6, save_strategy="no", eval_strategy="no", disable_tqdm=True,
+        use_cpu=args.device == "cpu", bf16=args.dtype == "bfloat16", fp16=False,
+        dataloader_num_workers=0, gradient_checkpointing=args.gradient_checkpointing,
+        gradient_checkpointing_kwargs={"use_reentrant": False} if args.gradient_checkpointing else None,
+    )
+    trainer = SFTTrainer(model=model, args=config, train_dataset=dataset, processing_class=tokenizer,
+                         peft_config=peft_config)
+    # Real tokens per micro-batch, counted where the batches are made.
+    collate, batch_tokens, batch_rows = trainer.data_collator, [], []
+
+    def counting_collator(examples):
+        batch = collate(examples)
+        mask = batch.get("attention_mask")
+        real = int(mask.sum()) if mask is not None else int((batch["labels"] != -100).sum())
+        batch_tokens.append(real)
+        batch_rows.append(len(examples))
+        return batch
+
+    trainer.data_collator = counting_collator
+    step_ends = []
+
+    class Clock(TrainerCallback):
+        def on_step_end(self, *a, **k):
+            _sync(args)
+            step_ends.append(time.perf_counter())
+
+    trainer.add_callback(Clock())
+    counts = _count(trainer.model, lm_head_rows=None)
+    probe_before = _probe(args)
+    trainer.train()
+    acc = args.accumulate
+    rows_s = [sum(batch_rows[i * acc:(i + 1) * acc]) for i in range(len(step_ends))]
+    toks_s = [sum(batch_tokens[i * acc:(i + 1) * acc]) for i in range(len(step_ends))]
+    return _result(args, "trl", step_ends, rows_s, toks_s, counts, rss_loaded, {"probe_before": probe_before})
+
+
+# ----- parent ---------------------------------------------------------------------------------
+def child_args(args, name: str, model_dir: Path, rows_file: Path) -> list[str]:
+    out = ["--child", name, "--model-dir", str(model_dir), "--rows-file", str(rows_file),
+           "--steps", str(args.steps), "--micro-batch", str(args.micro_batch), "--accumulate", str(args.accumulate),
+           "--max-length", str(args.max_length), "--lora-r", str(args.lora_r), "--lora-alpha", str(args.lora_alpha),
+           "--lora-dropout", str(args.lora_dropout), "--lr", str(args.lr), "--seed", str(args.seed),
+           "--device", args.device, "--dtype", args.dtype, "--quantization", args.quantization,
+           "--length-scale", str(args.length_scale)]
+    if args.gradient_checkpointing:
+        out.append("--gradient-checkpointing")
+    if args.profile and name == "ours":
+        out.append("--profile")
+    return out
+
+
+def table(results: list[dict], peak_gflops: float | None = None) -> str:
+    header = ["contender", "examples/s", "tokens/s", "s/step", "peak mem MB", "mem after load MB", "GFLOP/s",
+              "MFU", "GEMM probe GFLOP/s"]
+    rows = []
+    # The GEMM peak: the best rate seen, by the dedicated measurement or any contender's probe.
+    peak_gflops = max([peak_gflops or 0] + [r.get("probe_gflops") or 0 for r in results]) or None
+    for r in results:
+        mfu = f"{100 * r['achieved_gflops'] / peak_gflops:.1f}%" if peak_gflops else "-"
+        rows.append([r["contender"], r["examples_per_s"], r["tokens_per_s"], r["seconds_per_step"], r["peak_mem_mb"],
+                     r["rss_after_load_mb"], r["achieved_gflops"], mfu, r.get("probe_gflops")])
+    by = {r["contender"]: r for r in results}
+    if "ours" in by and "trl" in by:
+        o, t = by["ours"], by["trl"]
+        rows.append(["ratio ours/trl", o["examples_per_s"] / t["examples_per_s"], o["tokens_per_s"] / t["tokens_per_s"],
+                     o["seconds_per_step"] / t["seconds_per_step"], o["peak_mem_mb"] / t["peak_mem_mb"],
+                     o["rss_after_load_mb"] / t["rss_after_load_mb"], "-", "-",
+                     o["probe_gflops"] / t["probe_gflops"] if t.get("probe_gflops") else "-"])
+        if o.get("probe_gflops") and t.get("probe_gflops"):
+            norm = (o["examples_per_s"] / o["probe_gflops"]) / (t["examples_per_s"] / t["probe_gflops"])
+            rows.append(["ratio examples/s, each per its GEMM probe", norm, "-", "-", "-", "-", "-", "-", "-"])
+    return markdown_table(header, rows)
+
+
+def main(argv=None) -> int:
+    args = parse(argv)
+    if args.child:
+        result = {"ours": child_ours, "trl": child_trl}[args.child](args)
+        print(json.dumps(result))
+        return 0
+    model_dir = build_backbone(args.shape, args.layers, device=args.device,
+                               dtype=args.dtype if args.quantization == "none" else "bfloat16")
+    rows_file = write_rows(args.micro_batch * args.accumulate * args.steps, seed=7, length_scale=args.length_scale)
+    # --rounds N: the contenders run alternately N times (ours, trl, ours, trl, ...) and each keeps
+    # its fastest run, so a burst of load from other processes does not decide the ratio.
+    best: dict[str, dict] = {}
+    for round_ in range(args.rounds):
+        for name in args.contenders.split(","):
+            print(f"[bench_train] {name} (round {round_ + 1}/{args.rounds}) ...", file=sys.stderr, flush=True)
+            r = run_child(Path(__file__), child_args(args, name, model_dir, rows_file))
+            r["all_examples_per_s"] = best.get(name, {}).get("all_examples_per_s", []) + [r["examples_per_s"]]
+            if name not in best or r["examples_per_s"] > best[name]["examples_per_s"]:
+                best[name] = r
+            else:
+                best[name]["all_examples_per_s"] = r["all_examples_per_s"]
+            print(f"[bench_train] {name}: {r['examples_per_s']:.3f} examples/s", file=sys.stderr, flush=True)
+    results = [best[name] for name in args.contenders.split(",")]
+    setup = (f"shape {args.shape}, layers {args.layers or 'all'}, micro-batch {args.micro_batch} x accumulate "
+             f"{args.accumulate}, {args.steps} steps (first untimed), best of {args.rounds} alternating round(s), length-scale {args.length_scale:g}, "
+             f"LoRA r={args.lora_r} alpha={args.lora_alpha:g} dropout={args.lora_dropout:g} on 7 projections, "
+             f"{args.dtype}, quantization {args.quantization}, device {args.device}; {machine()}")
+    print(setup)
+    print(table(results, args.matmul_peak_gflops))
+    if args.json:
+        Path(args.json).write_text(json.dumps({"setup": setup, "results": results, "args": vars(args)}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
