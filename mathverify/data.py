@@ -4,6 +4,7 @@ and in-order test/predict sets."""
 from __future__ import annotations
 
 import sys
+import warnings
 from collections import Counter
 from functools import partial
 from typing import Callable, Optional, Union
@@ -22,6 +23,15 @@ from mathverify.split import question_digest, split_by_question
 from mathverify.stream import StreamPosition, TrainStream, ValidationRule
 
 RoundPlan = Callable[[int], tuple[int, Optional[int]]]  # epoch -> (micro-batches, micro-batch size or None)
+
+
+def warn_if_placeholder_labels(examples: list[dict], source) -> None:
+    """The contest's test split carries placeholder labels (all True): scoring it means nothing."""
+    labels = {e["label"] for e in examples}
+    if len(examples) > 1 and len(labels) == 1:
+        value = "True" if labels.pop() else "False"
+        warnings.warn(f"{source}: every label is {value}; if these are placeholders (as in the contest's "
+                      "test split) the test scores are meaningless: use predict for a submission", stacklevel=2)
 
 
 class StreamLoader(DataLoader):
@@ -113,6 +123,7 @@ class VerifyDataModule(pl.LightningDataModule):
             raise DataError("fit needs data.train_files")
         if stage == "test":
             self.test_examples = self._fixed_examples(self._need("test_files"), need_label=True)
+            warn_if_placeholder_labels(self.test_examples, self.hparams.test_files)
         if stage == "predict":
             self.predict_examples = self._fixed_examples(self._need("predict_files"), need_label=False)
 

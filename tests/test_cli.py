@@ -81,6 +81,9 @@ def test_fit_then_predict_with_short_form(tmp_path, tiny_path):
     cli_main(["validate", "--logs_dir", str(logs), "--ckpt_path", "e2e:last", "--data.train_files", "synthetic:300:0",
               "--data.val_size", "40", "--data.val_scan_rows", "300", "--trainer.enable_progress_bar", "false"])
     assert (run_dir / "config-validate.yaml").is_file()
+    cli_main(["test", "--logs_dir", str(logs), "--ckpt_path", "e2e:best", "--data.test_files", "synthetic:60:4",
+              "--trainer.enable_progress_bar", "false", "--trainer.callbacks+=callbacks.metrics.VerificationMetrics"])
+    assert "test/acc" in _scalars(run_dir) and (run_dir / "config-test.yaml").is_file()
 
     # a second fit of the same run name opens a new version instead of clobbering the first
     cli_main(_fit_args(logs, "e2e", rounds="[{steps: 1}]"))

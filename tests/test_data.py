@@ -182,3 +182,10 @@ def test_a_new_micro_batch_size_mid_buffer_repeats_and_skips_no_row(encoder, tok
     third = rest_of_buffer(3, StreamPosition(**second[2]["stream"]["position"]))
     rows = ids(first + second[:3] + third)
     assert len(rows) == 32 and set(rows) == set(ids(first + second))
+
+
+def test_test_file_with_placeholder_labels_warns(tiny_path, write_csv):
+    rows = [{"question": f"q{i}", "is_correct": "True", "answer": "1", "solution": "s"} for i in range(4)]
+    dm = _datamodule(tiny_path, test_files=write_csv(rows))
+    with pytest.warns(UserWarning, match="every label is True; if these are placeholders"):
+        dm.setup("test")
