@@ -166,8 +166,8 @@ class VerificationMetrics(Callback):
 
     def _log_figures(self, trainer: pl.Trainer, pl_module: pl.LightningModule, prefix: str, pos_rate: float) -> None:
         # Collective calls first, on every rank; only rank zero writes.
-        probs = _gather_uneven(pl_module, torch.cat(self._epoch_probs))
-        labels = _gather_uneven(pl_module, torch.cat(self._epoch_labels))
+        probs = gather_uneven(pl_module, torch.cat(self._epoch_probs))
+        labels = gather_uneven(pl_module, torch.cat(self._epoch_labels))
         confusion = self._confusion.compute().cpu()
         precision, recall, _ = self._pr_curve.compute()
         if not trainer.is_global_zero:
@@ -186,7 +186,7 @@ def _tensorboard_logger(trainer: pl.Trainer) -> TensorBoardLogger | None:
     return next((logger for logger in trainer.loggers if isinstance(logger, TensorBoardLogger)), None)
 
 
-def _gather_uneven(pl_module: pl.LightningModule, local: Tensor) -> Tensor:
+def gather_uneven(pl_module: pl.LightningModule, local: Tensor) -> Tensor:
     """Concatenate a 1-D tensor over all ranks. Every rank must call this.
 
     ``all_gather`` needs equal shapes; ranks can hold different row counts (custom samplers), so

@@ -7,7 +7,7 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from torch import Tensor
 
-from callbacks.metrics import _gather_uneven
+from callbacks.metrics import gather_uneven
 
 
 def best_thresholds(probs: Tensor, labels: Tensor) -> dict[str, float]:
@@ -75,8 +75,8 @@ class DecisionThreshold(Callback):
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.sanity_checking or not self._probs:
             return
-        probs = _gather_uneven(pl_module, torch.cat(self._probs)).cpu()  # every rank: same rows
-        labels = _gather_uneven(pl_module, torch.cat(self._labels)).cpu()
+        probs = gather_uneven(pl_module, torch.cat(self._probs)).cpu()  # every rank: same rows
+        labels = gather_uneven(pl_module, torch.cat(self._labels)).cpu()
         tuned = best_thresholds(probs, labels)
         for name, value in tuned.items():
             pl_module.log(f"val/{name}", value, on_step=False, on_epoch=True, sync_dist=False)

@@ -9,30 +9,28 @@ back from the checkpoint, so only the data file needs giving.
 
 from __future__ import annotations
 
-import os
 import re
 import sys
 from pathlib import Path
 from typing import Optional
 
-from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
-
 import torch
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 
 from mathverify.backbone import BackboneError
 from mathverify.data import VerifyDataModule
-from mathverify.labels import LabelError
 from mathverify.errors import SettingsError
+from mathverify.labels import LabelError
 from mathverify.model import VerifierModule
 from mathverify.prompt import PromptError
 from mathverify.sources import DataError
+
 
 class CheckpointError(ValueError):
     """A checkpoint file that cannot be loaded safely."""
 
 
 USER_ERRORS = (DataError, PromptError, BackboneError, CheckpointError, LabelError, SettingsError)
-MemoryError_ = torch.cuda.OutOfMemoryError
 LINKED = ("backbone", "prompt_template", "positive_label", "negative_label", "max_length", "trust_remote_code")
 SHORT_FORM = re.compile(r"^(?:(?P<run>[^:]+):)?(?P<which>last|best)$")
 
@@ -134,7 +132,9 @@ def _load_checkpoint(path) -> dict:
     import torch
 
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        # mmap: checking a file (and reading its small metadata) does not read every tensor, so
+        # resolving a short form costs little before Lightning loads the checkpoint for real.
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except pickle.UnpicklingError as err:
         first = str(err).strip().splitlines()[0][:160]
         raise CheckpointError(f"{path}: refused: it holds more than tensors and plain types ({first})") from None
@@ -219,7 +219,7 @@ def cli_main(args=None) -> None:
         _run(None)
     except USER_ERRORS as err:
         raise SystemExit(f"mathverify: error: {err}") from None
-    except MemoryError_ as err:  # noqa: F841 - the advice matters more than the CUDA allocator's report
+    except torch.OutOfMemoryError:  # the advice matters more than the allocator's report
         raise SystemExit(
             "mathverify: out of GPU memory: lower --data.batch_size (raise accumulation in the rounds instead), "
             "lower --model.max_length, set --model.gradient_checkpointing true, or use --model.quantization 4bit"

@@ -209,10 +209,6 @@ class VerifierModule(pl.LightningModule):
                 names.add(name)
         return names
 
-    def trainable_state_dict(self) -> dict[str, torch.Tensor]:
-        names = self.trainable_names()
-        return {k: v for k, v in self.state_dict().items() if k in names}
-
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         # The frozen base (16 GB for Llama-3-8B) is reloaded from its source; keep only what trains.
         # Filter what Lightning already gathered (under FSDP a second state_dict() would gather again).

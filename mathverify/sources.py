@@ -154,14 +154,6 @@ def _open_text(path: str):
     return fsspec.open(path, "rt", compression="infer", encoding="utf-8-sig", errors="replace", newline="")
 
 
-def csv_header(path: str) -> list[str]:
-    with _open_text(path) as handle:
-        header = next(csv.reader(handle), None)
-    if not header:
-        raise DataError(f"{path}: no header row")
-    return header
-
-
 def _read_csv(path: str) -> Iterator[dict]:
     """Rows of a CSV file as dicts of strings; a row the parser rejects comes back marked
     ``BAD_ROW`` (with its line) and parsing resumes at the next line when it can."""
