@@ -93,7 +93,7 @@ def main(argv=None) -> int:
             chunk = order[s:s + args.batch_size]
             batch = collate_examples([{"input_ids": ids[i]} for i in chunk], tokenizer.pad_token_id)
             batches.append(batch)
-            logits = module(batch["input_ids"].to(dev), batch["attention_mask"].to(dev), batch["lengths"].to(dev))
+            logits = module(batch["input_ids"].to(dev), batch["lengths"].to(dev), batch["shared_prefix"])
             for i, p in zip(chunk, logits.softmax(-1)[:, 1].tolist()):
                 probs[i] = p
         return probs, batches, ids
@@ -122,7 +122,7 @@ def main(argv=None) -> int:
             x = torch.tensor([row], device=dev)
             sync(dev)
             t0 = time.perf_counter()
-            module(x, torch.ones_like(x), torch.tensor([len(row)], device=dev))
+            module(x, torch.tensor([len(row)], device=dev))
             sync(dev)
             total += time.perf_counter() - t0
         return total

@@ -52,6 +52,8 @@ def parse(argv=None):
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     p.add_argument("--quantization", default="none", choices=["none", "4bit", "8bit"])
     p.add_argument("--gradient-checkpointing", action="store_true", help="both contenders")
+    p.add_argument("--shared-prefix-min-tokens", type=int, default=16,
+                   help="ours: run a batch's common leading tokens once (0 = off, for the ablation)")
     p.add_argument("--contenders", default="ours,trl")
     p.add_argument("--rounds", type=int, default=1, help="run the contenders alternately this many times, keep each one's best")
     p.add_argument("--matmul-peak-gflops", type=float, default=None, help="for the MFU column")
@@ -124,14 +126,18 @@ def _result(args, name, step_ends, rows_per_step, tokens_per_step, counts, rss_l
     examples = sum(rows_per_step[1:n + 1])
     tokens = sum(tokens_per_step[1:n + 1])
     involved = counts["decoder_params"] + counts["head_params"]
+    extra = dict(extra or {})
+    computed = extra.pop("computed_per_step", None)
+    work = sum(computed[1:n + 1]) if computed else tokens  # token positions actually run through the model
     out = {
         "contender": name, "steps_timed": n, "seconds": timed, "examples": examples, "tokens": tokens,
         "examples_per_s": examples / timed, "tokens_per_s": tokens / timed,
         "seconds_per_step": timed / n, "peak_mem_mb": _peak_memory_mb(args), "rss_after_load_mb": rss_loaded,
-        "model_flops_per_token": 6 * involved, "achieved_gflops": 6 * involved * tokens / timed / 1e9,
+        "model_flops_per_token": 6 * involved, "achieved_gflops": 6 * involved * work / timed / 1e9,
+        "computed_tokens": work,
         **counts, "device": args.device, "dtype": args.dtype, "quantization": args.quantization,
     }
-    out.update(extra or {})
+    out.update(extra)
     out["probe_gflops"] = (out.pop("probe_before", 0) + _probe(args)) / 2
     return out
 
@@ -153,7 +159,7 @@ def child_ours(args) -> dict:
         backbone=args.model_dir, quantization=args.quantization, dtype=args.dtype, max_length=args.max_length,
         lora_r=args.lora_r, lora_alpha=args.lora_alpha, lora_dropout=args.lora_dropout,
         target_modules=TARGET_MODULES, gradient_checkpointing=args.gradient_checkpointing,
-        attn_implementation="sdpa",
+        attn_implementation="sdpa", shared_prefix_min_tokens=args.shared_prefix_min_tokens,
     )
     # configure_model places the backbone on the Trainer's device; without a Trainer, tell it directly.
     module._trainer = SimpleNamespace(strategy=SimpleNamespace(root_device=torch.device(args.device)))
@@ -177,8 +183,7 @@ def child_ours(args) -> dict:
 
     def step_fn(batch):
         ids = batch["input_ids"].to(args.device, non_blocking=True)
-        mask = batch["attention_mask"].to(args.device, non_blocking=True)
-        logits = module(ids, mask, batch["lengths"].to(args.device))
+        logits = module(ids, batch["lengths"].to(args.device), batch["shared_prefix"])
         loss = nn.functional.cross_entropy(logits, batch["labels"].to(args.device)) / args.accumulate
         loss.backward()
         return loss
@@ -189,19 +194,20 @@ def child_ours(args) -> dict:
 
         acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if args.device.startswith("cuda") else [])
         prof = profile(activities=acts, record_shapes=False)
-    step_ends, rows, tokens = [], [], []
+    step_ends, rows, tokens, computed = [], [], [], []
     it = iter(stream)
     probe_before = _probe(args)
     # With --profile, one extra step after the timed ones runs under torch.profiler (not timed).
     for step in range(args.steps + (prof is not None)):
         if step == args.steps:
             prof.__enter__()
-        n, t = 0, 0
+        n, t, c = 0, 0, 0
         for _ in range(args.accumulate):
             batch = next(it)
             step_fn(batch)
             n += int(batch["lengths"].numel())
             t += int(batch["lengths"].sum())
+            c += int(batch["lengths"].sum()) - _tokens_saved(batch, args.shared_prefix_min_tokens)
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
@@ -211,12 +217,20 @@ def child_ours(args) -> dict:
         step_ends.append(time.perf_counter())
         rows.append(n)
         tokens.append(t)
-    extra = {}
+        computed.append(c)
+    extra = {"computed_per_step": computed}
     if prof is not None:
         prof.__exit__(None, None, None)
         extra["profile"] = _profile_summary(prof, args, steps=1)
     extra["probe_before"] = probe_before
     return _result(args, "ours", step_ends, rows, tokens, counts, rss_loaded, extra)
+
+
+def _tokens_saved(batch, min_shared: int) -> int:
+    """Positions the shared-prefix forward does not compute: (B - 1) x the batch's common prefix."""
+    rows = int(batch["lengths"].numel())
+    shared = batch["shared_prefix"]
+    return (rows - 1) * shared if min_shared > 0 and rows > 1 and shared >= min_shared else 0
 
 
 def _profile_summary(prof, args, steps: int, top: int = 12) -> list[dict]:

@@ -8,6 +8,7 @@ from typing import Optional
 import torch
 
 from mathverify.labels import LabelError, parse_label
+from mathverify.prefix import shared_prefix_length
 from mathverify.sources import BAD_ROW, DataError, valid_text
 
 TEXT_FIELDS = ("question", "answer", "solution")
@@ -100,7 +101,8 @@ def collate_examples(examples: list[dict], pad_id: int) -> dict:
 
     Each example has ``input_ids`` (list[int]) and optionally ``label``, ``row_index``, ``id``.
     Returns input_ids/attention_mask [B, T], lengths [B], labels [B] (-1 when unlabeled),
-    row_index [B] and ids (list of str).
+    row_index [B], ids (list of str) and shared_prefix (int: leading tokens common to all rows,
+    see ``mathverify.prefix``).
     """
     lengths = torch.tensor([len(e["input_ids"]) for e in examples], dtype=torch.long)
     width = int(lengths.max())
@@ -116,6 +118,7 @@ def collate_examples(examples: list[dict], pad_id: int) -> dict:
         "labels": torch.tensor([e.get("label", -1) for e in examples], dtype=torch.long),
         "row_index": torch.tensor([e.get("row_index", -1) for e in examples], dtype=torch.long),
         "ids": [str(e.get("id", e.get("row_index", ""))) for e in examples],
+        "shared_prefix": shared_prefix_length(input_ids, lengths),
     }
 
 

@@ -14,7 +14,8 @@ from torchmetrics import MeanMetric
 
 from mathverify.backbone import LLAMA_PROJECTIONS, load_causal_lm, load_tokenizer
 from mathverify.errors import SettingsError
-from mathverify.heads import ClassifierHead, LabelTokenHead, last_positions
+from mathverify.heads import ClassifierHead, LabelTokenHead
+from mathverify.prefix import last_hidden_states
 from mathverify.prompt import SEED_TEMPLATE, PromptEncoder
 
 
@@ -50,6 +51,11 @@ class VerifierModule(pl.LightningModule):
         schedule: learning-rate decay after warm-up: ``cosine``, ``linear`` or ``constant``.
         trust_remote_code: let transformers run code shipped with a hub model (off unless asked).
         attn_implementation: transformers attention kernel (``sdpa``, ``eager``, ``flash_attention_2``).
+        shared_prefix_min_tokens: when every row of a batch starts with at least this many identical
+            tokens (the prompt's instruction text: ~86 tokens with the seed template), run them once
+            for the batch and let each row attend to their keys/values (``mathverify.prefix``): same
+            result, ~20 % fewer tokens through the decoder on contest rows. 0 turns it off. Not used
+            while training with gradient checkpointing (transformers drops the cache there).
     """
 
     def __init__(
@@ -78,9 +84,11 @@ class VerifierModule(pl.LightningModule):
         schedule: Literal["cosine", "linear", "constant"] = "cosine",
         trust_remote_code: bool = False,
         attn_implementation: str = "sdpa",
+        shared_prefix_min_tokens: int = 16,
     ) -> None:
         super().__init__()
-        _check_settings(lora_r, lora_alpha, lora_dropout, max_length, threshold, warmup_fraction, class_weights)
+        _check_settings(lora_r, lora_alpha, lora_dropout, max_length, threshold, warmup_fraction, class_weights,
+                        shared_prefix_min_tokens)
         self.save_hyperparameters(ignore=["optimizer"])
         self.optimizer_factory = optimizer or default_optimizer
         self.threshold = threshold
@@ -136,15 +144,21 @@ class VerifierModule(pl.LightningModule):
         return get_peft_model(base, config)
 
     # ----- forward and steps ----------------------------------------------------------------
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """input_ids/attention_mask [B, T] right-padded, lengths [B] -> logits [B, 2] (wrong, correct)."""
+    def forward(self, input_ids: torch.Tensor, lengths: torch.Tensor, shared_prefix: Optional[int] = None
+                ) -> torch.Tensor:
+        """input_ids [B, T] right-padded, lengths [B] -> logits [B, 2] (wrong, correct).
+
+        No attention mask: with right padding no real token attends to a pad (see ``mathverify.prefix``).
+        """
         causal_lm = self.model.get_base_model()
-        hidden = causal_lm.get_decoder()(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        last = last_positions(hidden, lengths)  # [B, H]; already through the final norm
+        min_shared = self.hparams.shared_prefix_min_tokens
+        if self.hparams.gradient_checkpointing and torch.is_grad_enabled() and self.model.training:
+            min_shared = 0  # the checkpointed layers would silently drop the prefix's cache
+        last = last_hidden_states(causal_lm.get_decoder(), input_ids, lengths, min_shared, shared_prefix)  # [B, H]
         return self.head(last, causal_lm.get_output_embeddings())
 
     def _step(self, batch: dict, stage: str) -> dict:
-        logits = self(batch["input_ids"], batch["attention_mask"], batch["lengths"])
+        logits = self(batch["input_ids"], batch["lengths"], batch.get("shared_prefix"))
         labels = batch["labels"]
         weight = None
         if self.hparams.class_weights is not None:
@@ -169,7 +183,7 @@ class VerifierModule(pl.LightningModule):
         return self._step(batch, "test")
 
     def predict_step(self, batch: dict, batch_idx: int) -> dict:
-        logits = self(batch["input_ids"], batch["attention_mask"], batch["lengths"])
+        logits = self(batch["input_ids"], batch["lengths"], batch.get("shared_prefix"))
         return {"probs": logits.softmax(-1)[:, 1], "row_index": batch["row_index"], "ids": batch["ids"]}
 
     # ----- optimisation ---------------------------------------------------------------------
@@ -238,7 +252,7 @@ def _as_tuple(value):
     return tuple(_as_tuple(v) for v in value) if isinstance(value, (list, tuple)) else value
 
 
-def _check_settings(r, alpha, dropout, max_length, threshold, warmup, class_weights) -> None:
+def _check_settings(r, alpha, dropout, max_length, threshold, warmup, class_weights, min_shared) -> None:
     """One-line errors for impossible values, before any weight is loaded."""
     problems = []
     if r < 1:
@@ -255,5 +269,7 @@ def _check_settings(r, alpha, dropout, max_length, threshold, warmup, class_weig
         problems.append(f"warmup_fraction must be in [0, 1), got {warmup}")
     if class_weights is not None and (len(class_weights) != 2 or min(class_weights) <= 0):
         problems.append(f"class_weights must be two positive numbers, got {class_weights}")
+    if min_shared < 0:
+        problems.append(f"shared_prefix_min_tokens must be >= 0 (0 = off), got {min_shared}")
     if problems:
         raise SettingsError("; ".join(problems))
