@@ -23,10 +23,61 @@ from torch import nn
 from .heads import last_positions
 
 
+try:  # the per-layer cache API (transformers >= 4.56; the ``cache`` keyword is 5.x)
+    from transformers.cache_utils import Cache, DynamicLayer
+except ImportError:  # pragma: no cover - older transformers: every batch takes the plain forward
+    Cache = DynamicLayer = None
+
+
+if DynamicLayer is not None:
+    class ReadOnlyPrefixLayer(DynamicLayer):
+        """One layer's prefix keys/values [B, kv_heads, P, d] that attention reads but never extends.
+
+        transformers' DynamicLayer appends each call's keys; a gradient-checkpointed layer runs twice
+        (forward, then again in the backward), so it must find the same prefix both times.
+        """
+
+        def __init__(self, keys: torch.Tensor, values: torch.Tensor) -> None:
+            super().__init__()
+            self.keys, self.values = keys, values
+            self.device, self.dtype, self.is_initialized = keys.device, keys.dtype, True
+
+        def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
+            return torch.cat([self.keys, key_states], dim=-2), torch.cat([self.values, value_states], dim=-2)
+
+
+def _checkpointing_modules(decoder: nn.Module) -> list[nn.Module]:
+    """The decoder and its layers if this call checkpoints (training, gradients on, checkpointing on)."""
+    if not (decoder.training and torch.is_grad_enabled()):
+        return []
+    return [m for m in decoder.modules() if getattr(m, "gradient_checkpointing", False) is True]
+
+
+def _set_attr(modules: list[nn.Module], name: str, value) -> list:
+    old = [m.__dict__.get(name, _UNSET) for m in modules]
+    for m in modules:
+        setattr(m, name, value)
+    return old
+
+
+def _restore_attr(modules: list[nn.Module], name: str, old: list) -> None:
+    for m, value in zip(modules, old):
+        if value is _UNSET:
+            m.__dict__.pop(name, None)
+        else:
+            setattr(m, name, value)
+
+
+_UNSET = object()
+
+
 @lru_cache(maxsize=None)
-def _cache_keyword(decoder_class: type) -> str:
-    """transformers 5 names the key/value cache argument ``cache``; 4.x called it ``past_key_values``."""
-    return "cache" if "cache" in inspect.signature(decoder_class.forward).parameters else "past_key_values"
+def _supports_prefix_cache(decoder_class: type) -> bool:
+    """transformers 5 decoders take ``cache=``; older ones (``past_key_values=``) take the plain path."""
+    from transformers.modeling_layers import GradientCheckpointingLayer
+
+    return (DynamicLayer is not None and "cache" in inspect.signature(decoder_class.forward).parameters
+            and hasattr(GradientCheckpointingLayer, "_can_checkpoint_with_cache"))
 
 
 def shared_prefix_length(input_ids: torch.Tensor, lengths: torch.Tensor) -> int:
@@ -50,13 +101,29 @@ def last_hidden_states(decoder: nn.Module, input_ids: torch.Tensor, lengths: tor
         shared = 0
     elif shared is None:
         shared = shared_prefix_length(input_ids, lengths)
-    if shared < max(min_shared, 1):
+    if shared < max(min_shared, 1) or not _supports_prefix_cache(type(decoder)):
         hidden = decoder(input_ids=input_ids, use_cache=False).last_hidden_state  # [B, T, H]
         return last_positions(hidden, lengths)
-    keyword = _cache_keyword(type(decoder))
-    prefix = decoder(input_ids=input_ids[:1, :shared], use_cache=True)
-    cache = prefix.cache if hasattr(prefix, "cache") else prefix.past_key_values  # K/V per layer [1, kv, P, d]
-    cache.batch_repeat_interleave(batch)  # -> [B, kv_heads, P, d], still in the autograd graph
-    # Positions continue at P (read from the cache length); the causal mask is offset by P.
-    hidden = decoder(input_ids=input_ids[:, shared:], use_cache=True, **{keyword: cache}).last_hidden_state
-    return last_positions(hidden, lengths - shared)  # [B, H]
+    checkpointing = _checkpointing_modules(decoder)
+    # The prefix (1 x P tokens) runs without checkpointing: its activations are small, and its cache
+    # must be filled, which checkpointing refuses (use_cache is forced off).
+    old = _set_attr(checkpointing, "gradient_checkpointing", False)
+    try:
+        prefix = decoder(input_ids=input_ids[:1, :shared], use_cache=True).cache  # K/V per layer [1, kv, P, d]
+    finally:
+        _restore_attr(checkpointing, "gradient_checkpointing", old)
+    if prefix is None or any(type(layer) is not DynamicLayer for layer in prefix.layers):
+        # e.g. sliding-window layers: leave them to the plain forward
+        hidden = decoder(input_ids=input_ids, use_cache=False).last_hidden_state
+        return last_positions(hidden, lengths)
+    layers = [ReadOnlyPrefixLayer(layer.keys.expand(batch, -1, -1, -1), layer.values.expand(batch, -1, -1, -1))
+              for layer in prefix.layers]  # a view per row: no copy; still in the autograd graph
+    # Checkpointed layers may keep a read-only cache: their recompute sees the same prefix.
+    checkpointed = [m for m in checkpointing if hasattr(type(m), "_can_checkpoint_with_cache")]
+    old = _set_attr(checkpointed, "_can_checkpoint_with_cache", True)
+    try:
+        # Positions continue at P (read from the cache length); the causal mask is offset by P.
+        hidden = decoder(input_ids=input_ids[:, shared:], cache=Cache(layers=layers), use_cache=True)
+    finally:
+        _restore_attr(checkpointed, "_can_checkpoint_with_cache", old)
+    return last_positions(hidden.last_hidden_state, lengths - shared)  # [B, H]

@@ -53,10 +53,13 @@ def test_shared_prefix_forward_equals_masked_forward(tiny_path, encoder, tokeniz
     torch.testing.assert_close(unmasked, expected, rtol=1e-5, atol=1e-5)
 
 
-def test_shared_prefix_gradients_equal_plain_gradients(tiny_path, encoder, tokenizer):
+@pytest.mark.parametrize("checkpointing", [False, True])
+def test_shared_prefix_gradients_equal_plain_gradients(tiny_path, encoder, tokenizer, checkpointing):
     # float64: with random LoRA B matrices this toy model's fp32 gradients differ by ~2 % between two
     # correct kernels (SDPA math vs fused), which would hide a real error; in float64 they agree to 1e-7.
     model = _lora_model(tiny_path).double()
+    if checkpointing:  # the recompute in the backward must see the same prefix keys/values
+        model.get_base_model().gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     decoder = model.get_base_model().get_decoder().train()
     batch = _batch(encoder, tokenizer)
 
@@ -66,7 +69,13 @@ def test_shared_prefix_gradients_equal_plain_gradients(tiny_path, encoder, token
         return {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
 
     expected = lora_grads(lambda: _reference(decoder, batch))
+    calls = {"decoder": 0, "attention": 0}
+    decoder.register_forward_pre_hook(lambda *_: calls.__setitem__("decoder", calls["decoder"] + 1))
+    decoder.layers[0].self_attn.register_forward_pre_hook(
+        lambda *_: calls.__setitem__("attention", calls["attention"] + 1))
     shared = lora_grads(lambda: last_hidden_states(decoder, batch["input_ids"], batch["lengths"], 16))
+    # prefix pass + rows pass; with checkpointing the rows pass runs layer 0 again in the backward
+    assert calls == {"decoder": 2, "attention": 3 if checkpointing else 2}
     layers = model.get_base_model().config.num_hidden_layers
     assert expected.keys() == shared.keys() and len(expected) == layers * 5 * 2  # layers x 5 modules x (A, B)
     for name in expected:
