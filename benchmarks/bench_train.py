@@ -150,6 +150,7 @@ def child_ours(args) -> dict:
 
     from mathverify.backbone import load_tokenizer
     from mathverify.model import VerifierModule
+    from mathverify.prefix import computed_tokens
     from mathverify.prompt import PromptEncoder
     from mathverify.sources import resolve_parts
     from mathverify.stream import StreamPosition, TrainStream, ValidationRule
@@ -207,7 +208,7 @@ def child_ours(args) -> dict:
             step_fn(batch)
             n += int(batch["lengths"].numel())
             t += int(batch["lengths"].sum())
-            c += int(batch["lengths"].sum()) - _tokens_saved(batch, args.shared_prefix_min_tokens)
+            c += computed_tokens(batch["lengths"], batch["shared_prefix"], args.shared_prefix_min_tokens)
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
@@ -224,13 +225,6 @@ def child_ours(args) -> dict:
         extra["profile"] = _profile_summary(prof, args, steps=1)
     extra["probe_before"] = probe_before
     return _result(args, "ours", step_ends, rows, tokens, counts, rss_loaded, extra)
-
-
-def _tokens_saved(batch, min_shared: int) -> int:
-    """Positions the shared-prefix forward does not compute: (B - 1) x the batch's common prefix."""
-    rows = int(batch["lengths"].numel())
-    shared = batch["shared_prefix"]
-    return (rows - 1) * shared if min_shared > 0 and rows > 1 and shared >= min_shared else 0
 
 
 def _profile_summary(prof, args, steps: int, top: int = 12) -> list[dict]:
@@ -321,7 +315,8 @@ def child_args(args, name: str, model_dir: Path, rows_file: Path) -> list[str]:
            "--max-length", str(args.max_length), "--lora-r", str(args.lora_r), "--lora-alpha", str(args.lora_alpha),
            "--lora-dropout", str(args.lora_dropout), "--lr", str(args.lr), "--seed", str(args.seed),
            "--device", args.device, "--dtype", args.dtype, "--quantization", args.quantization,
-           "--length-scale", str(args.length_scale)]
+           "--length-scale", str(args.length_scale),
+           "--shared-prefix-min-tokens", str(args.shared_prefix_min_tokens)]
     if args.gradient_checkpointing:
         out.append("--gradient-checkpointing")
     if args.profile and name == "ours":

@@ -114,7 +114,7 @@ def report(out: Path, mode: str, load_before, load_after) -> int:
               f"**{peak['best_gflops']:.1f} GFLOP/s**, the best of the dedicated measurement "
               f"({measured:.1f}, best of {peak['reps']} reps) and the probes each training process ran "
               "before and after its timed steps (on a shared CPU the rate moves with the load).", "",
-              "Model FLOPs per real token = 6 x (decoder parameters, frozen + LoRA, + the lm_head rows used: "
+              "Model FLOPs per computed token (real tokens minus the positions a shared prefix skips) = 6 x (decoder parameters, frozen + LoRA, + the lm_head rows used: "
               "2 for ours, the whole vocabulary for TRL); attention's T^2 term and the embedding lookup are left "
               "out. A frozen weight needs no weight gradient, so the work actually required is nearer 4x than "
               "6x: the MFU column counts 6x, as is customary.", ""]

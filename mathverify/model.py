@@ -15,7 +15,7 @@ from torchmetrics import MeanMetric
 from mathverify.backbone import LLAMA_PROJECTIONS, load_causal_lm, load_tokenizer
 from mathverify.errors import SettingsError
 from mathverify.heads import ClassifierHead, LabelTokenHead
-from mathverify.prefix import last_hidden_states
+from mathverify.prefix import computed_tokens, last_hidden_states, shared_prefix_length
 from mathverify.prompt import SEED_TEMPLATE, PromptEncoder
 from mathverify.swiglu import use_lean_mlp
 
@@ -94,6 +94,8 @@ class VerifierModule(pl.LightningModule):
         self.threshold = threshold
         self.model: Optional[nn.Module] = None  # built in configure_model, so --help stays fast
         self.head: Optional[nn.Module] = None
+        self._flops_per_token: Optional[int] = None
+        self._last_train_batch: Optional[tuple] = None
         self.strict_loading = False  # checkpoints hold only the trainable weights
         # Epoch means of val/test loss as torchmetrics means: they sync float sums across ranks.
         # Lightning's own sync_dist mean divides the integer row count by the world size and
@@ -120,6 +122,7 @@ class VerifierModule(pl.LightningModule):
         if hp.gradient_checkpointing:
             base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         self.model = self._with_lora(base)
+        self._flops_per_token = decoder_flops_per_token(self.model.get_base_model().get_decoder())
         use_lean_mlp(self.model)  # one [B, T, intermediate] activation fewer per layer (mathverify.swiglu)
         labels = encoder.labels
         if hp.head == "label_tokens":
@@ -173,7 +176,24 @@ class VerifierModule(pl.LightningModule):
         return {"loss": loss, "probs": logits.detach().softmax(-1)[:, 1], "labels": labels}
 
     def training_step(self, batch: dict, batch_idx: int) -> dict:
+        self._last_train_batch = (batch["lengths"], batch.get("shared_prefix"), batch["input_ids"])
         return self._step(batch, "train")
+
+    @property
+    def flops_per_batch(self) -> Optional[int]:
+        """Model FLOPs of the last training micro-batch, for Lightning's ``ThroughputMonitor``.
+
+        Per computed token: 4 x frozen + 6 x trainable matrix parameters of the decoder (a frozen
+        weight needs no weight gradient); attention's T^2 term and gradient-checkpointing recompute
+        are not counted. The monitor turns it into ``device/flops_per_sec`` (and ``device/mfu`` on
+        GPUs whose peak it knows).
+        """
+        if self._last_train_batch is None or self._flops_per_token is None:
+            return None
+        lengths, shared, input_ids = self._last_train_batch
+        if shared is None:
+            shared = shared_prefix_length(input_ids, lengths)
+        return self._flops_per_token * computed_tokens(lengths, shared, self.hparams.shared_prefix_min_tokens)
 
     def validation_step(self, batch: dict, batch_idx: int) -> dict:
         return self._step(batch, "val")
@@ -249,6 +269,16 @@ class VerifierModule(pl.LightningModule):
 def _as_tuple(value):
     """random.setstate wants the nested tuples that a checkpoint round trip may turn into lists."""
     return tuple(_as_tuple(v) for v in value) if isinstance(value, (list, tuple)) else value
+
+
+def decoder_flops_per_token(decoder: nn.Module) -> int:
+    """Training FLOPs per token of the decoder's matrices: 4 x frozen + 6 x trainable (in x out each)."""
+    total = 0
+    for module in decoder.modules():
+        if next(module.children(), None) is None and hasattr(module, "in_features") and hasattr(module, "out_features"):
+            trainable = any(p.requires_grad for p in module.parameters(recurse=False))
+            total += (6 if trainable else 4) * module.in_features * module.out_features
+    return total
 
 
 def _check_settings(r, alpha, dropout, max_length, threshold, warmup, class_weights, min_shared) -> None:

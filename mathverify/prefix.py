@@ -87,6 +87,13 @@ def shared_prefix_length(input_ids: torch.Tensor, lengths: torch.Tensor) -> int:
     return max(0, min(shared, int(lengths.min()) - 1))
 
 
+def computed_tokens(lengths: torch.Tensor, shared: int, min_shared: int) -> int:
+    """Token positions ``last_hidden_states`` runs for a batch (real tokens, the prefix counted once)."""
+    rows = int(lengths.numel())
+    saved = (rows - 1) * shared if min_shared > 0 and rows > 1 and shared >= min_shared else 0
+    return int(lengths.sum()) - saved
+
+
 def last_hidden_states(decoder: nn.Module, input_ids: torch.Tensor, lengths: torch.Tensor,
                        min_shared: int = 0, shared: int | None = None) -> torch.Tensor:
     """Final-norm hidden state at each row's last real token: input_ids [B, T] right-padded -> [B, H].

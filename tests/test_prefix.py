@@ -98,3 +98,29 @@ def test_module_forward_in_training_matches_reference(tiny_path, encoder, tokeni
     expected = module.head(_reference(causal_lm.get_decoder(), batch), causal_lm.get_output_embeddings())
     logits = module(batch["input_ids"], batch["lengths"], batch["shared_prefix"])
     torch.testing.assert_close(logits, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_negative_min_shared_is_a_settings_error():
+    from mathverify.errors import SettingsError
+    from mathverify.model import VerifierModule
+
+    with pytest.raises(SettingsError, match="shared_prefix_min_tokens must be >= 0"):
+        VerifierModule(shared_prefix_min_tokens=-1)
+
+
+def test_flops_per_batch_counts_frozen_4x_trainable_6x_and_the_prefix_once(tiny_path, encoder, tokenizer):
+    from mathverify.model import VerifierModule
+
+    module = VerifierModule(backbone=tiny_path, lora_r=4)
+    module.configure_model()
+    cfg = module.model.get_base_model().config
+    h, i, kv = cfg.hidden_size, cfg.intermediate_size, cfg.num_key_value_heads * (cfg.hidden_size // cfg.num_attention_heads)
+    shapes = [(h, h), (h, kv), (h, kv), (h, h), (h, i), (h, i), (i, h)]  # q k v o gate up down: (in, out)
+    frozen = sum(a * b for a, b in shapes)
+    lora = sum(4 * (a + b) for a, b in shapes)
+    per_token = cfg.num_hidden_layers * (4 * frozen + 6 * lora)
+    assert module.flops_per_batch is None  # no training batch yet
+    batch = _batch(encoder, tokenizer)
+    module._last_train_batch = (batch["lengths"], batch["shared_prefix"], batch["input_ids"])
+    rows, shared = len(batch["lengths"]), batch["shared_prefix"]
+    assert module.flops_per_batch == per_token * (int(batch["lengths"].sum()) - (rows - 1) * shared)
