@@ -25,7 +25,8 @@ from pathlib import Path
 from types import SimpleNamespace
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import TARGET_MODULES, build_backbone, machine, markdown_table, read_rows, write_rows  # noqa: E402
+from common import (TARGET_MODULES, apply_mode_defaults, build_backbone, machine, markdown_table,  # noqa: E402
+                    read_rows, write_rows)
 
 
 def parse(argv=None):
@@ -44,14 +45,8 @@ def parse(argv=None):
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     p.add_argument("--quantization", default="none", choices=["none", "4bit", "8bit"])
     p.add_argument("--json", default=None)
-    args = p.parse_args(argv)
-    if args.quick:
-        args.layers = args.layers or 4
-        args.rows = args.rows or 60
-        args.length_scale = args.length_scale or 1.0
-    args.rows = args.rows or 300
-    args.length_scale = args.length_scale or 3.0
-    return args
+    return apply_mode_defaults(p.parse_args(argv), quick=dict(layers=4, rows=60, length_scale=1.0),
+                               full=dict(rows=300, length_scale=3.0))
 
 
 def sync(device: str) -> None:

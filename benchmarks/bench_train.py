@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (TARGET_MODULES, build_backbone, machine, markdown_table, peak_rss_mb,  # noqa: E402
+from common import (TARGET_MODULES, apply_mode_defaults, build_backbone, machine, markdown_table, peak_rss_mb,  # noqa: E402
                     read_rows, rss_mb, run_child, seed_text, write_rows)
 
 
@@ -62,14 +62,8 @@ def parse(argv=None):
     p.add_argument("--model-dir", default=None, help=argparse.SUPPRESS)
     p.add_argument("--rows-file", default=None, help=argparse.SUPPRESS)
     p.add_argument("--profile", action="store_true", help="ours: torch.profiler on one extra, untimed step")
-    args = p.parse_args(argv)
-    if args.quick:
-        args.layers = args.layers or 4
-        args.steps = args.steps or 4
-        args.length_scale = args.length_scale or 1.0
-    args.steps = args.steps or 12
-    args.length_scale = args.length_scale or 3.0
-    return args
+    return apply_mode_defaults(p.parse_args(argv), quick=dict(layers=4, steps=4, length_scale=1.0),
+                               full=dict(steps=12, length_scale=3.0))
 
 
 # ----- helpers shared by the children ---------------------------------------------------------

@@ -37,6 +37,15 @@ TOKENIZER_ROWS = 3000
 TARGET_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 
+def apply_mode_defaults(args, quick: dict, full: dict):
+    """Fill the options left unset: ``quick`` values under --quick, then ``full`` values for the rest."""
+    for name, value in (quick if args.quick else {}).items():
+        setattr(args, name, getattr(args, name) or value)
+    for name, value in full.items():
+        setattr(args, name, getattr(args, name) or value)
+    return args
+
+
 def cache_dir() -> Path:
     path = Path(os.environ.get("MATHVERIFY_BENCH_CACHE", Path.home() / ".cache" / "mathverify-bench"))
     path.mkdir(parents=True, exist_ok=True)

@@ -15,6 +15,7 @@ mask, SDPA runs its fused causal kernel instead of materialising a [B, heads, T,
 from __future__ import annotations
 
 import inspect
+from contextlib import contextmanager
 from functools import lru_cache
 
 import torch
@@ -53,22 +54,21 @@ def _checkpointing_modules(decoder: nn.Module) -> list[nn.Module]:
     return [m for m in decoder.modules() if getattr(m, "gradient_checkpointing", False) is True]
 
 
-def _set_attr(modules: list[nn.Module], name: str, value) -> list:
-    old = [m.__dict__.get(name, _UNSET) for m in modules]
+@contextmanager
+def _attribute_set(modules: list[nn.Module], name: str, value):
+    """Set ``name`` on each module for the duration of the block, then put back what was there."""
+    missing = object()
+    old = [m.__dict__.get(name, missing) for m in modules]
     for m in modules:
         setattr(m, name, value)
-    return old
-
-
-def _restore_attr(modules: list[nn.Module], name: str, old: list) -> None:
-    for m, value in zip(modules, old):
-        if value is _UNSET:
-            m.__dict__.pop(name, None)
-        else:
-            setattr(m, name, value)
-
-
-_UNSET = object()
+    try:
+        yield
+    finally:
+        for m, previous in zip(modules, old):
+            if previous is missing:
+                m.__dict__.pop(name, None)
+            else:
+                setattr(m, name, previous)
 
 
 @lru_cache(maxsize=None)
@@ -87,11 +87,15 @@ def shared_prefix_length(input_ids: torch.Tensor, lengths: torch.Tensor) -> int:
     return max(0, min(shared, int(lengths.min()) - 1))
 
 
+def _prefix_to_share(rows: int, shared: int, min_shared: int) -> int:
+    """How many leading tokens to run once: ``shared`` if the batch qualifies, else 0."""
+    return shared if min_shared > 0 and rows > 1 and shared >= min_shared else 0
+
+
 def computed_tokens(lengths: torch.Tensor, shared: int, min_shared: int) -> int:
     """Token positions ``last_hidden_states`` runs for a batch (real tokens, the prefix counted once)."""
     rows = int(lengths.numel())
-    saved = (rows - 1) * shared if min_shared > 0 and rows > 1 and shared >= min_shared else 0
-    return int(lengths.sum()) - saved
+    return int(lengths.sum()) - (rows - 1) * _prefix_to_share(rows, shared, min_shared)
 
 
 def last_hidden_states(decoder: nn.Module, input_ids: torch.Tensor, lengths: torch.Tensor,
@@ -104,33 +108,28 @@ def last_hidden_states(decoder: nn.Module, input_ids: torch.Tensor, lengths: tor
     sync); computed here otherwise.
     """
     batch = input_ids.shape[0]
-    if min_shared <= 0 or batch < 2:
-        shared = 0
-    elif shared is None:
+    if shared is None and min_shared > 0 and batch > 1:
         shared = shared_prefix_length(input_ids, lengths)
-    if shared < max(min_shared, 1) or not _supports_prefix_cache(type(decoder)):
-        hidden = decoder(input_ids=input_ids, use_cache=False).last_hidden_state  # [B, T, H]
-        return last_positions(hidden, lengths)
+    shared = _prefix_to_share(batch, shared or 0, min_shared)
+    if not shared or not _supports_prefix_cache(type(decoder)):
+        return _plain_last_hidden_states(decoder, input_ids, lengths)
     checkpointing = _checkpointing_modules(decoder)
     # The prefix (1 x P tokens) runs without checkpointing: its activations are small, and its cache
     # must be filled, which checkpointing refuses (use_cache is forced off).
-    old = _set_attr(checkpointing, "gradient_checkpointing", False)
-    try:
+    with _attribute_set(checkpointing, "gradient_checkpointing", False):
         prefix = decoder(input_ids=input_ids[:1, :shared], use_cache=True).cache  # K/V per layer [1, kv, P, d]
-    finally:
-        _restore_attr(checkpointing, "gradient_checkpointing", old)
     if prefix is None or any(type(layer) is not DynamicLayer for layer in prefix.layers):
-        # e.g. sliding-window layers: leave them to the plain forward
-        hidden = decoder(input_ids=input_ids, use_cache=False).last_hidden_state
-        return last_positions(hidden, lengths)
+        return _plain_last_hidden_states(decoder, input_ids, lengths)  # e.g. sliding-window layers
     layers = [ReadOnlyPrefixLayer(layer.keys.expand(batch, -1, -1, -1), layer.values.expand(batch, -1, -1, -1))
               for layer in prefix.layers]  # a view per row: no copy; still in the autograd graph
     # Checkpointed layers may keep a read-only cache: their recompute sees the same prefix.
     checkpointed = [m for m in checkpointing if hasattr(type(m), "_can_checkpoint_with_cache")]
-    old = _set_attr(checkpointed, "_can_checkpoint_with_cache", True)
-    try:
+    with _attribute_set(checkpointed, "_can_checkpoint_with_cache", True):
         # Positions continue at P (read from the cache length); the causal mask is offset by P.
         hidden = decoder(input_ids=input_ids[:, shared:], cache=Cache(layers=layers), use_cache=True)
-    finally:
-        _restore_attr(checkpointed, "_can_checkpoint_with_cache", old)
     return last_positions(hidden.last_hidden_state, lengths - shared)  # [B, H]
+
+
+def _plain_last_hidden_states(decoder: nn.Module, input_ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    hidden = decoder(input_ids=input_ids, use_cache=False).last_hidden_state  # [B, T, H]
+    return last_positions(hidden, lengths)
