@@ -184,4 +184,26 @@ def load_causal_lm(
         kwargs.update(quantization_config=bnb)
     model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
     model.config.use_cache = False  # training never reuses the KV cache
+    if quantization == "4bit":
+        use_one_cpu_4bit_path(model)
     return model
+
+
+def use_one_cpu_4bit_path(model: torch.nn.Module) -> int:
+    """Keep every bitsandbytes 4-bit layer on its dequantize + matmul path on CPUs with AVX512-BF16.
+
+    On such CPUs bitsandbytes (0.48+) repacks a ``Linear4bit``'s weight in place the first time it
+    runs in eval mode without grad (validation), and from then on computes it with a bf16 kernel:
+    (a) results change by ~1e-3 in P(True) and depend on the batch shape, so a 2-rank validation no
+    longer equals a 1-rank one; (b) the weight's storage becomes uint8 whatever ``quant_storage``
+    said, which FSDP cannot flatten with bf16 weights; (c) training after that validation runs the
+    packed kernel, which has no backward for its input: LoRA layers below it silently get no
+    gradient through the frozen weights. One path on every CPU: the layer's flag is turned off.
+    GPUs never take that path. Returns the number of layers changed.
+    """
+    changed = 0
+    for module in model.modules():
+        if getattr(module, "support_avx512bf16_for_cpu", False):
+            module.support_avx512bf16_for_cpu = False
+            changed += 1
+    return changed

@@ -226,7 +226,7 @@ def test_bf16_true_gives_fsdp_one_dtype(tiny_path, quantization):
     module.configure_model()
     assert {p.dtype for p in module.parameters() if not p.requires_grad} == {torch.bfloat16}
     ids = torch.tensor([[5, 17, 99, 300, 42, 7]])
-    args = (ids, torch.ones_like(ids), torch.tensor([6]))
+    args = (ids, torch.tensor([6]))  # (input_ids [1, 6], lengths [1])
     with torch.no_grad():
         before = module(*args).float()
         FSDPPrecision("bf16-true").convert_module(module)
