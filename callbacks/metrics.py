@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from typing import Any
 
 import lightning.pytorch as pl
 import numpy as np
@@ -13,18 +11,18 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import TensorBoardLogger
 from matplotlib.figure import Figure
 from torch import Tensor
-from torchmetrics import MeanMetric, MetricCollection
-from torchmetrics.classification import (
-    BinaryAccuracy,
-    BinaryAUROC,
-    BinaryConfusionMatrix,
-    BinaryF1Score,
-    BinaryPrecision,
-    BinaryPrecisionRecallCurve,
-    BinaryRecall,
+from torchmetrics.functional.classification import (
+    binary_accuracy,
+    binary_auroc,
+    binary_confusion_matrix,
+    binary_f1_score,
+    binary_precision,
+    binary_precision_recall_curve,
+    binary_recall,
 )
 
 from callbacks._decision import is_predicted_true
+from mathverify.sharding import gather_uneven  # noqa: F401  (re-exported for callbacks)
 
 # A binned curve keeps constant memory however large the split; 101 points is plenty for a plot.
 PR_CURVE_THRESHOLDS = 101
@@ -33,17 +31,20 @@ PR_CURVE_THRESHOLDS = 101
 class VerificationMetrics(Callback):
     """Accuracy, F1, precision, recall, AUROC and baselines of the is_correct prediction.
 
-    Reads the ``probs`` / ``labels`` that ``validation_step`` and ``test_step`` return and the
-    module's ``threshold``. Logs ``<prefix>/{acc,f1,precision,recall,auroc,majority_acc,pos_rate,
-    pred_pos_rate}`` once per epoch; AUROC is NaN when the epoch holds a single class. The latest
-    values stay readable in ``last_metrics`` (keys with the prefix, e.g. ``"val/acc"``).
+    Reads every rank's validation/test rows from ``VerifierModule.epoch_outputs()`` (gathered once
+    per epoch and shared with the other callbacks) and the module's ``threshold``. Logs
+    ``<prefix>/{acc,f1,precision,recall,auroc,majority_acc,pos_rate,pred_pos_rate}`` once per
+    epoch for each view of the rows: validation questions not in training (``val/``) and held-out
+    rows of training questions (``val_seen/``). AUROC is NaN when a view holds a single class. The
+    latest values stay readable in ``last_metrics`` (keys with the prefix, e.g. ``"val/acc"``).
     """
 
     def __init__(self, prefix_val: str = "val", prefix_test: str = "test", log_figures: bool = True,
                  val_threshold: float | None = 0.5) -> None:
         """
         Args:
-            prefix_val: Prefix of the metric names logged after each validation epoch.
+            prefix_val: Prefix of the metric names logged after each validation epoch (the seen
+                view gets ``<prefix_val>_seen``).
             prefix_test: Prefix of the metric names logged after testing.
             log_figures: With a TensorBoardLogger, also add the confusion matrix and the
                 precision-recall curve (as figures and as a native TensorBoard PR curve).
@@ -58,147 +59,65 @@ class VerificationMetrics(Callback):
         self.log_figures = log_figures
         self.val_threshold = val_threshold
         self.last_metrics: dict[str, float] = {}
-        # Accuracy..recall share one stat-scores state inside the collection (compute groups).
-        self._decision_metrics = MetricCollection(
-            {"acc": BinaryAccuracy(), "f1": BinaryF1Score(), "precision": BinaryPrecision(), "recall": BinaryRecall()}
-        )
-        self._auroc = BinaryAUROC()
-        self._confusion = BinaryConfusionMatrix()
-        self._pr_curve = BinaryPrecisionRecallCurve(thresholds=PR_CURVE_THRESHOLDS)
-        self._label_pos_rate = MeanMetric()
-        self._pred_pos_rate = MeanMetric()
-        self._batches_seen = 0
-        # Raw epoch outputs, only kept when figures are logged (TensorBoard's PR curve needs them).
-        self._epoch_probs: list[Tensor] = []
-        self._epoch_labels: list[Tensor] = []
-
-    # Lightning hooks ---------------------------------------------------------------------------
-
-    def on_validation_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._start_epoch(pl_module)
-
-    def on_test_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._start_epoch(pl_module)
-
-    def on_validation_batch_end(
-        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int,
-        dataloader_idx: int = 0,
-    ) -> None:
-        if not trainer.sanity_checking:  # the sanity check sees a couple of batches: not a real score
-            threshold = self.val_threshold if self.val_threshold is not None else pl_module.threshold
-            self._update(trainer, pl_module, outputs, threshold)
-
-    def on_test_batch_end(
-        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int,
-        dataloader_idx: int = 0,
-    ) -> None:
-        self._update(trainer, pl_module, outputs, pl_module.threshold)
 
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if not trainer.sanity_checking:
-            self._finish_epoch(trainer, pl_module, self.prefix_val)
+        if not trainer.sanity_checking:  # the sanity check sees a couple of batches: not a real score
+            threshold = self.val_threshold if self.val_threshold is not None else pl_module.threshold
+            self._finish_epoch(trainer, pl_module, (self.prefix_val, f"{self.prefix_val}_seen"), threshold)
 
     def on_test_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._finish_epoch(trainer, pl_module, self.prefix_test)
+        self._finish_epoch(trainer, pl_module, (self.prefix_test,), pl_module.threshold)
 
-    # Epoch life cycle --------------------------------------------------------------------------
+    def _finish_epoch(self, trainer: pl.Trainer, pl_module: pl.LightningModule, prefixes: tuple[str, ...],
+                      threshold: float) -> None:
+        rows = _checked_outputs(pl_module)
+        for view, prefix in enumerate(prefixes):
+            mine = rows["view"] == view
+            if not bool(mine.any()):
+                continue
+            probs, labels = rows["probs"][mine].float(), rows["labels"][mine].long()
+            values = scalar_metrics(probs, labels, float(threshold))
+            for name, value in values.items():  # the same on every rank: the rows are gathered
+                pl_module.log(f"{prefix}/{name}", value, on_step=False, on_epoch=True, sync_dist=False)
+            self.last_metrics.update({f"{prefix}/{name}": value for name, value in values.items()})
+            if self.log_figures and trainer.is_global_zero and _tensorboard_logger(trainer) is not None:
+                _log_figures(trainer, prefix, probs, labels, float(threshold), values["pos_rate"])
 
-    def _all_metrics(self) -> list[torch.nn.Module]:
-        return [self._decision_metrics, self._auroc, self._confusion, self._pr_curve,
-                self._label_pos_rate, self._pred_pos_rate]
 
-    def _start_epoch(self, pl_module: pl.LightningModule) -> None:
-        # The callback owns the metrics, so Lightning does not move them: follow the module.
-        for metric in self._all_metrics():
-            metric.to(pl_module.device)
-            metric.reset()
-        self._batches_seen = 0
-        self._epoch_probs.clear()
-        self._epoch_labels.clear()
+def _checked_outputs(pl_module: pl.LightningModule) -> dict[str, Tensor]:
+    if not hasattr(pl_module, "epoch_outputs"):
+        raise TypeError("VerificationMetrics needs a module with epoch_outputs() (mathverify.model.VerifierModule)")
+    return pl_module.epoch_outputs()
 
-    def _update(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, threshold: float) -> None:
-        if not isinstance(outputs, Mapping) or "probs" not in outputs or "labels" not in outputs:
-            raise TypeError(
-                "VerificationMetrics needs validation_step/test_step to return a dict with 'probs' and "
-                f"'labels'; got {type(outputs).__name__}"
-            )
-        probs = outputs["probs"].detach().float().reshape(-1)
-        labels = outputs["labels"].detach().long().reshape(-1)
-        # Binarise here (not inside torchmetrics) so a threshold tuned on the module applies at once.
-        preds = is_predicted_true(probs, float(threshold)).long()
-        self._decision_metrics.update(preds, labels)
-        self._confusion.update(preds, labels)
-        self._auroc.update(probs, labels)
-        self._pr_curve.update(probs, labels)
-        self._label_pos_rate.update(labels.float())
-        self._pred_pos_rate.update(preds.float())
-        if self._figures_wanted(trainer):
-            self._epoch_probs.append(probs)
-            self._epoch_labels.append(labels)
-        self._batches_seen += 1
 
-    def _finish_epoch(self, trainer: pl.Trainer, pl_module: pl.LightningModule, prefix: str) -> None:
-        if self._batches_seen == 0:
-            return
-        # compute() already reduces across DDP ranks, so every rank logs the same global value.
-        values = self._compute_scalars()
-        for name, value in values.items():
-            pl_module.log(f"{prefix}/{name}", value, on_step=False, on_epoch=True, sync_dist=False)
-        self.last_metrics.update({f"{prefix}/{name}": value for name, value in values.items()})
-        if self._figures_wanted(trainer):
-            self._log_figures(trainer, pl_module, prefix, pos_rate=values["pos_rate"])
+def scalar_metrics(probs: Tensor, labels: Tensor, threshold: float) -> dict[str, float]:
+    """Decision metrics at ``threshold``, AUROC and the label/prediction rates of one set of rows."""
+    # Binarise here (not inside torchmetrics) so the submission's rule applies: P(True) > threshold.
+    preds = is_predicted_true(probs, threshold).long()
+    values = {"acc": float(binary_accuracy(preds, labels)), "f1": float(binary_f1_score(preds, labels)),
+              "precision": float(binary_precision(preds, labels)), "recall": float(binary_recall(preds, labels))}
+    pos_rate = float(labels.float().mean())
+    values["auroc"] = float(binary_auroc(probs, labels)) if 0.0 < pos_rate < 1.0 else math.nan
+    values["majority_acc"] = max(pos_rate, 1.0 - pos_rate)
+    values["pos_rate"] = pos_rate
+    values["pred_pos_rate"] = float(preds.float().mean())
+    return values
 
-    def _compute_scalars(self) -> dict[str, float]:
-        values = {name: float(value) for name, value in self._decision_metrics.compute().items()}
-        pos_rate = float(self._label_pos_rate.compute())
-        # AUROC is undefined with a single class. pos_rate is already global, so all ranks agree
-        # on skipping the (collective) AUROC compute.
-        values["auroc"] = float(self._auroc.compute()) if 0.0 < pos_rate < 1.0 else math.nan
-        values["majority_acc"] = max(pos_rate, 1.0 - pos_rate)
-        values["pos_rate"] = pos_rate
-        values["pred_pos_rate"] = float(self._pred_pos_rate.compute())
-        return values
 
-    # Figures -----------------------------------------------------------------------------------
-
-    def _figures_wanted(self, trainer: pl.Trainer) -> bool:
-        return self.log_figures and _tensorboard_logger(trainer) is not None
-
-    def _log_figures(self, trainer: pl.Trainer, pl_module: pl.LightningModule, prefix: str, pos_rate: float) -> None:
-        # Collective calls first, on every rank; only rank zero writes.
-        probs = gather_uneven(pl_module, torch.cat(self._epoch_probs))
-        labels = gather_uneven(pl_module, torch.cat(self._epoch_labels))
-        confusion = self._confusion.compute().cpu()
-        precision, recall, _ = self._pr_curve.compute()
-        if not trainer.is_global_zero:
-            return
-        writer = _tensorboard_logger(trainer).experiment
-        step = trainer.global_step
-        writer.add_figure(f"{prefix}/confusion_matrix", _confusion_figure(confusion), step, close=True)
-        writer.add_figure(
-            f"{prefix}/precision_recall_curve",
-            _precision_recall_figure(precision.cpu(), recall.cpu(), pos_rate), step, close=True,
-        )
-        writer.add_pr_curve(f"{prefix}/pr_curve", labels.cpu(), probs.cpu(), step)
+def _log_figures(trainer: pl.Trainer, prefix: str, probs: Tensor, labels: Tensor, threshold: float,
+                 pos_rate: float) -> None:
+    writer = _tensorboard_logger(trainer).experiment
+    step = trainer.global_step
+    confusion = binary_confusion_matrix(is_predicted_true(probs, threshold).long(), labels)
+    precision, recall, _ = binary_precision_recall_curve(probs, labels, thresholds=PR_CURVE_THRESHOLDS)
+    writer.add_figure(f"{prefix}/confusion_matrix", _confusion_figure(confusion), step, close=True)
+    writer.add_figure(f"{prefix}/precision_recall_curve", _precision_recall_figure(precision, recall, pos_rate),
+                      step, close=True)
+    writer.add_pr_curve(f"{prefix}/pr_curve", labels, probs, step)
 
 
 def _tensorboard_logger(trainer: pl.Trainer) -> TensorBoardLogger | None:
     return next((logger for logger in trainer.loggers if isinstance(logger, TensorBoardLogger)), None)
-
-
-def gather_uneven(pl_module: pl.LightningModule, local: Tensor) -> Tensor:
-    """Concatenate a 1-D tensor over all ranks. Every rank must call this.
-
-    ``all_gather`` needs equal shapes; ranks can hold different row counts (custom samplers), so
-    pad to the longest and trim back.
-    """
-    if pl_module.trainer.world_size == 1:
-        return local
-    sizes = pl_module.all_gather(torch.tensor([local.numel()], device=local.device)).reshape(-1)
-    padded = torch.zeros(int(sizes.max()), dtype=local.dtype, device=local.device)
-    padded[: local.numel()] = local
-    gathered = pl_module.all_gather(padded)  # [world_size, longest]
-    return torch.cat([rank_rows[: int(size)] for rank_rows, size in zip(gathered, sizes)])
 
 
 def _confusion_figure(confusion: Tensor) -> Figure:

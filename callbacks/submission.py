@@ -40,6 +40,7 @@ class SubmissionWriter(BasePredictionWriter):
         probabilities: str | None = None,
         threshold: float | None = None,
         overwrite: bool = False,
+        best_answers: str | None = None,
     ) -> None:
         """
         Args:
@@ -47,12 +48,15 @@ class SubmissionWriter(BasePredictionWriter):
             probabilities: Optional path of a CSV ``ID,p_true`` with P(is_correct=True), 6 decimals.
             threshold: Predict True when P(True) is above this; None uses the module's ``threshold``.
             overwrite: Replace existing output files instead of refusing to start.
+            best_answers: Optional path of a CSV with one row per question (best-of-N): the row with
+                the highest P(True), ``question,solutions,ID,answer,p_true``.
         """
         super().__init__(write_interval="batch")
         self.output = Path(output)
         self.probabilities = Path(probabilities) if probabilities is not None else None
         self.threshold = threshold
         self.overwrite = overwrite
+        self.best_answers = Path(best_answers) if best_answers is not None else None
         self._part_file: TextIO | None = None
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
@@ -78,13 +82,15 @@ class SubmissionWriter(BasePredictionWriter):
         trainer.strategy.barrier()  # every part is complete on disk before rank zero reads them
         if trainer.is_global_zero:
             threshold = self.threshold if self.threshold is not None else float(pl_module.threshold)
-            self._write_outputs(trainer.world_size, threshold)
+            rows = self._write_outputs(trainer.world_size, threshold)
+            if self.best_answers is not None:
+                self._write_best_answers(rows, trainer.datamodule.predict_examples)
 
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         self._close_part()  # also reached when predicting failed
 
     def _refuse_to_overwrite(self) -> None:
-        for path in (self.output, self.probabilities):
+        for path in (self.output, self.probabilities, self.best_answers):
             if path is not None and path.exists() and not self.overwrite:
                 raise FileExistsError(f"{path} already exists; set overwrite=True (SubmissionWriter) to replace it")
 
@@ -114,6 +120,19 @@ class SubmissionWriter(BasePredictionWriter):
             path.unlink()  # only once the CSVs are safely in place
         share_true = sum(decisions) / len(decisions) if decisions else 0.0
         print(f"SubmissionWriter: wrote {len(rows)} rows, {share_true:.1%} predicted True, to {self.output}")
+        return rows
+
+    def _write_best_answers(self, rows: list[PredictedRow], examples: list[dict]) -> None:
+        """One line per question (first-appearance order): its highest-P(True) row."""
+        from mathverify.selection import best_rows, group_rows
+
+        digests = [examples[row.row_index]["digest"] for row in rows]
+        best, sizes = best_rows([row.p_true for row in rows], digests), group_rows(digests)
+        self.best_answers.parent.mkdir(parents=True, exist_ok=True)
+        _write_csv_atomically(self.best_answers, ("question", "solutions", "ID", "answer", "p_true"), (
+            (digest[:12], len(sizes[digest]), rows[i].id, examples[rows[i].row_index]["answer"], f"{rows[i].p_true:.6f}")
+            for digest, i in best.items()))
+        print(f"SubmissionWriter: wrote the best answer of each of {len(best)} questions to {self.best_answers}")
 
 
 def _rows_of(prediction: Any) -> list[PredictedRow]:

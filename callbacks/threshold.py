@@ -7,7 +7,6 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from torch import Tensor
 
-from callbacks.metrics import gather_uneven
 
 
 def best_thresholds(probs: Tensor, labels: Tensor) -> dict[str, float]:
@@ -61,23 +60,15 @@ class DecisionThreshold(Callback):
         if optimise not in ("acc", "f1"):
             raise ValueError(f"optimise must be 'acc' or 'f1', got {optimise!r}")
         self.optimise, self.apply = optimise, apply
-        self._probs: list[Tensor] = []
-        self._labels: list[Tensor] = []
-
-    def on_validation_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._probs, self._labels = [], []
-
-    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
-        if not trainer.sanity_checking:
-            self._probs.append(outputs["probs"].detach().float().reshape(-1))
-            self._labels.append(outputs["labels"].detach().long().reshape(-1))
 
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if trainer.sanity_checking or not self._probs:
+        if trainer.sanity_checking:
             return
-        probs = gather_uneven(pl_module, torch.cat(self._probs)).cpu()  # every rank: same rows
-        labels = gather_uneven(pl_module, torch.cat(self._labels)).cpu()
-        tuned = best_thresholds(probs, labels)
+        rows = pl_module.epoch_outputs()  # every rank's rows, gathered once per validation
+        unseen = rows["view"] == 0  # the view val/acc reports
+        if not bool(unseen.any()):
+            return
+        tuned = best_thresholds(rows["probs"][unseen].float(), rows["labels"][unseen].long())
         for name, value in tuned.items():
             pl_module.log(f"val/{name}", value, on_step=False, on_epoch=True, sync_dist=False)
         if self.apply:

@@ -31,7 +31,8 @@ class CheckpointError(ValueError):
 
 
 USER_ERRORS = (DataError, PromptError, BackboneError, CheckpointError, LabelError, SettingsError)
-LINKED = ("backbone", "prompt_template", "positive_label", "negative_label", "max_length", "trust_remote_code")
+LINKED = ("backbone", "prompt_template", "positive_label", "negative_label", "max_length", "trust_remote_code",
+          "evidence")
 SHORT_FORM = re.compile(r"^(?:(?P<run>[^:]+):)?(?P<which>last|best)$")
 
 
@@ -56,6 +57,8 @@ class MathVerifyCLI(LightningCLI):
                             help="predict: also write ID,p_true to this CSV")
         parser.add_argument("--threshold", type=Optional[float], default=None,
                             help="predict: decision threshold on P(True); default: the one tuned and saved in the checkpoint")
+        parser.add_argument("--best_answers", type=Optional[str], default=None,
+                            help="predict: also write, per question, the answer with the highest P(True) (best-of-N)")
         parser.add_argument("--overwrite", type=bool, default=False,
                             help="predict: replace an existing submission/probabilities file")
         for key in LINKED:
@@ -92,7 +95,7 @@ class MathVerifyCLI(LightningCLI):
         output = section.submission or str(self.run_dir / "submission.csv")
         self.trainer.callbacks.append(
             SubmissionWriter(output=output, probabilities=section.probabilities, threshold=section.threshold,
-                             overwrite=section.overwrite)
+                             overwrite=section.overwrite, best_answers=section.best_answers)
         )
 
 

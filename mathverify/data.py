@@ -13,7 +13,9 @@ import lightning.pytorch as pl
 import torch
 from torch.utils.data import DataLoader
 
+from mathverify.answers import answer_key
 from mathverify.backbone import load_tokenizer
+from mathverify.evidence import EvidenceIndex, TrainingEvidence, build_index, eval_features, pool_of
 from mathverify.errors import SettingsError
 from mathverify.examples import clean_row, collate_examples, row_error
 from mathverify.prompt import SEED_TEMPLATE, PromptEncoder
@@ -64,6 +66,13 @@ class VerifyDataModule(pl.LightningDataModule):
         max_bad_fraction: stop training when more than this share of the rows read so far is
             unreadable (a wrong file rather than a few bad rows); 1.0 turns the cap off.
         min_rows_for_bad_cap: rows to read before the cap applies (the first buffer can be noisy).
+        evidence: give every row the evidence of the other rows of its question (answer agreement,
+            known labels; ``mathverify.evidence``); linked from ``model.evidence``.
+        val_seen_size: share of training rows held out (by a hash of their text) as the second
+            validation view, ``val_seen/*``: rows whose question also has training rows; 0 = off.
+        val_seen_max_rows: at most this many rows in that view.
+        evidence_hide_labels: share of training rows that see no label of their question.
+        evidence_thin_siblings: share of training rows that see a random subset of their siblings.
         backbone: tokenizer source; linked from ``model.backbone``.
         prompt_template: linked from the model.
         positive_label: linked from the model.
@@ -88,6 +97,11 @@ class VerifyDataModule(pl.LightningDataModule):
         seed: int = 0,
         max_bad_fraction: float = 0.01,
         min_rows_for_bad_cap: int = 1000,
+        val_seen_size: float = 0.02,
+        val_seen_max_rows: int = 600,
+        evidence_hide_labels: float = 0.5,
+        evidence_thin_siblings: float = 0.5,
+        evidence: bool = False,
         backbone: str = "tiny",
         prompt_template: str = SEED_TEMPLATE,
         positive_label: str = "True",
@@ -102,6 +116,11 @@ class VerifyDataModule(pl.LightningDataModule):
             raise SettingsError(f"num_workers must be 0 or 1 (the stream is one ordered sequence), got {num_workers}")
         if val_scan_rows < 1 or buffer_size < 1:
             raise SettingsError("val_scan_rows and buffer_size must be >= 1")
+        shares = {"val_seen_size": val_seen_size, "evidence_hide_labels": evidence_hide_labels,
+                  "evidence_thin_siblings": evidence_thin_siblings}
+        for key, value in shares.items():
+            if not 0 <= value <= 1:
+                raise SettingsError(f"{key} must be in [0, 1], got {value}")
         self.save_hyperparameters()
         self.position = StreamPosition()
         self.stats = {"skipped": Counter(), "truncated": 0, "rows_seen": 0}
@@ -109,6 +128,8 @@ class VerifyDataModule(pl.LightningDataModule):
         self.encoder: Optional[PromptEncoder] = None
         self.validation = ValidationRule()
         self.val_examples: Optional[list[dict]] = None
+        self.evidence_index: Optional[EvidenceIndex] = None  # built for fit, restored from checkpoints
+        self.seen_rows: list[tuple] = []
 
     # ----- setup ----------------------------------------------------------------------------
     def setup(self, stage: str) -> None:
@@ -121,11 +142,33 @@ class VerifyDataModule(pl.LightningDataModule):
             self.val_examples = self._validation_examples()
         if stage == "fit" and not hp.train_files:
             raise DataError("fit needs data.train_files")
+        if stage == "fit" and hp.evidence and self.evidence_index is None:
+            self._build_evidence()
         if stage == "test":
             self.test_examples = self._fixed_examples(self._need("test_files"), need_label=True)
             warn_if_placeholder_labels(self.test_examples, self.hparams.test_files)
         if stage == "predict":
             self.predict_examples = self._fixed_examples(self._need("predict_files"), need_label=False)
+
+    def _build_evidence(self) -> None:
+        """One pass over the training files: the evidence index and the seen view's rows."""
+        hp = self.hparams
+        self.evidence_index, self.seen_rows = build_index(
+            resolve_parts(hp.train_files), self.validation.is_validation, hp.val_seen_size, hp.val_seen_max_rows)
+        size = self.evidence_index.size()
+        print(f"mathverify: evidence index: {size['rows']} training rows, {size['questions']} questions, "
+              f"{size['answers']} distinct answers; {len(self.seen_rows)} rows held out for val_seen",
+              file=sys.stderr)
+        self.validation = ValidationRule(self.validation.fraction, self.validation.digests,
+                                         frozenset(item[5] for item in self.seen_rows))
+        if self.seen_rows:
+            seen = self._encode_checked([(n, k, r) for n, k, r, *_ in self.seen_rows], need_label=True)
+            for example in seen:
+                example["view"], example["own_in"] = 1, "index"
+            start = len(self.val_examples)
+            for offset, example in enumerate(seen):
+                example["row_index"] = start + offset
+            self.val_examples = self.val_examples + seen
 
     def _need(self, key: str):
         value = self.hparams[key]
@@ -194,7 +237,8 @@ class VerifyDataModule(pl.LightningDataModule):
         examples = []
         for index, (row, input_ids) in enumerate(zip(clean, ids)):
             example = {"input_ids": input_ids, "row_index": index, "digest": row["digest"],
-                       "id": row["id"] if row["id"] is not None else str(index)}
+                       "id": row["id"] if row["id"] is not None else str(index),
+                       "answer": row["answer"], "answer_key": answer_key(row["answer"]), "view": 0, "own_in": "pool"}
             if need_label:
                 example["label"] = row["label"]
             examples.append(example)
@@ -213,13 +257,32 @@ class VerifyDataModule(pl.LightningDataModule):
             validation=self.validation, batch_size=batch_size, buffer_size=hp.buffer_size,
             group_by_length=hp.group_by_length, seed=hp.seed,
             start=StreamPosition(**self.position.as_dict()), num_batches=num_batches,
+            evidence=self._training_evidence(),
         )
         # An own generator: otherwise creating the loader draws from the global RNG, and a resumed
         # run (which creates it after restoring RNG state) would see other dropout masks.
         generator = torch.Generator().manual_seed(hp.seed)
         return StreamLoader(stream, batch_size=None, num_workers=hp.num_workers, generator=generator)
 
+    def _attach_evidence(self, examples: list[dict]) -> None:
+        """Each example's evidence: the saved index plus this file's own rows' votes, leave-one-out."""
+        if not self.hparams.evidence:
+            return
+        if self.evidence_index is None:
+            raise SettingsError("evidence is on but there is no evidence index: the checkpoint was trained without "
+                                "it (pass --model.evidence false) or fit has not built it")
+        pool = pool_of((e["digest"], e["answer_key"]) for e in examples if e["own_in"] == "pool")
+        for e in examples:
+            e["evidence"] = eval_features(self.evidence_index, pool, e["digest"], e["answer_key"], e["own_in"])
+
+    def _training_evidence(self) -> Optional[TrainingEvidence]:
+        hp = self.hparams
+        if not hp.evidence:
+            return None
+        return TrainingEvidence(self.evidence_index, hp.seed, hp.evidence_hide_labels, hp.evidence_thin_siblings)
+
     def _fixed_loader(self, examples: list[dict]) -> DataLoader:
+        self._attach_evidence(examples)
         collate = partial(collate_examples, pad_id=self.pad_id)
         # Longest first: similar lengths share a batch (little padding) and an out-of-memory shows
         # in batch 1. Every example keeps its row_index, so the submission writer restores file
@@ -284,14 +347,19 @@ class VerifyDataModule(pl.LightningDataModule):
         """
         local = {"position": self.position.as_dict(), "skipped": dict(self.stats["skipped"]),
                  "truncated": self.stats["truncated"], "rows_seen": self.stats["rows_seen"]}
+        shared = {}
+        if self.evidence_index is not None:  # JSON text: safe under weights_only loading; same on every rank
+            shared = {"evidence_index": self.evidence_index.to_json()}
         world = torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1
         if world == 1:
-            return {**local, "world_size": 1}
+            return {**local, **shared, "world_size": 1}
         every_rank = [None] * world
         torch.distributed.all_gather_object(every_rank, local)
-        return {**local, "world_size": world, "ranks": every_rank}
+        return {**local, **shared, "world_size": world, "ranks": every_rank}
 
     def load_state_dict(self, state: dict) -> None:
+        if "evidence_index" in state:  # every command: predict/validate/test never re-read training files
+            self.evidence_index = EvidenceIndex.from_json(state["evidence_index"])
         if getattr(getattr(self.trainer, "state", None), "fn", "fit") != "fit":
             return  # validate/test/predict never read the stream: evaluate on any number of ranks
         saved_world = int(state.get("world_size", 1))

@@ -111,7 +111,7 @@ def collate_examples(examples: list[dict], pad_id: int) -> dict:
     for i, e in enumerate(examples):
         input_ids[i, : len(e["input_ids"])] = torch.tensor(e["input_ids"], dtype=torch.long)
         attention_mask[i, : len(e["input_ids"])] = 1
-    return {
+    batch = {
         "input_ids": input_ids,
         "attention_mask": attention_mask,
         "lengths": lengths,
@@ -119,7 +119,11 @@ def collate_examples(examples: list[dict], pad_id: int) -> dict:
         "row_index": torch.tensor([e.get("row_index", -1) for e in examples], dtype=torch.long),
         "ids": [str(e.get("id", e.get("row_index", ""))) for e in examples],
         "shared_prefix": shared_prefix_length(input_ids, lengths),
+        "view": torch.tensor([e.get("view", 0) for e in examples], dtype=torch.long),
     }
+    if "evidence" in examples[0]:  # [B, evidence.N_FEATURES]
+        batch["evidence"] = torch.tensor([e["evidence"] for e in examples], dtype=torch.float32)
+    return batch
 
 
 def padding_fraction(batches: list[dict]) -> float:

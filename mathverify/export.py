@@ -32,6 +32,7 @@ def load_module_from_checkpoint(ckpt_path: str):
     module.configure_model()
     module.on_load_checkpoint(state)  # checks the adapter shape, restores the tuned threshold
     module.load_state_dict(state["state_dict"], strict=False)
+    module.evidence_index_json = state.get("VerifyDataModule", {}).get("evidence_index")
     return module.eval()
 
 
@@ -56,7 +57,9 @@ def export_checkpoint(ckpt_path: str, output: str, merged: bool = False, overwri
             from safetensors.torch import save_file
 
             save_file({k: v.contiguous() for k, v in module.head.state_dict().items()}, tmp / "classifier_head.safetensors")
+        evidence = _write_evidence(tmp, module) if hp.get("evidence") else None
         meta = {
+            "evidence": evidence,
             "base_model": resolve_backbone(hp.backbone), "head": hp.head, "threshold": float(module.threshold),
             "prompt_template": hp.prompt_template, "max_length": hp.max_length,
             "label_words": {"positive": hp.positive_label, "negative": hp.negative_label},
@@ -76,6 +79,22 @@ def export_checkpoint(ckpt_path: str, output: str, merged: bool = False, overwri
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return target
+
+
+def _write_evidence(folder: Path, module) -> dict:
+    """The evidence head's weights and the training index (gzipped JSON), with how to use them."""
+    from safetensors.torch import save_file
+
+    from mathverify.evidence import FEATURES, EvidenceIndex
+
+    if module.evidence_index_json is None:
+        raise SystemExit("mathverify export: the checkpoint weighs evidence but holds no evidence index")
+    EvidenceIndex.from_json(module.evidence_index_json).save(folder / "evidence_index.json.gz")
+    save_file({k: v.contiguous() for k, v in module.evidence_head.state_dict().items()},
+              folder / "evidence_head.safetensors")
+    return {"index": "evidence_index.json.gz", "head": "evidence_head.safetensors", "features": list(FEATURES),
+            "logits": "logits + [-d/2, d/2], d = net(features) (mathverify.heads.EvidenceHead); "
+                      "features: mathverify.evidence.features, leave-one-out, index + the scored file's own answers"}
 
 
 def _write_merged(folder: Path, base_name: str, hp) -> None:

@@ -48,3 +48,23 @@ class ClassifierHead(nn.Module):
 
     def forward(self, last_hidden: torch.Tensor, lm_head: nn.Module | None = None) -> torch.Tensor:
         return self.linear(last_hidden.float())
+
+
+class EvidenceHead(nn.Module):
+    """Adds what the other rows of the question say (``mathverify.evidence`` features) to the logits.
+
+    A small MLP maps the evidence vector [B, F] to a log-odds shift d [B]; the two logits become
+    (wrong - d/2, correct + d/2), so P(True) = sigmoid(text margin + d). The last layer starts at
+    zero: before training the evidence changes nothing. Trained with the LoRA weights on the same
+    loss (fp32, saved in checkpoints and exports).
+    """
+
+    def __init__(self, n_features: int, hidden: int = 32) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(n_features, hidden), nn.Tanh(), nn.Linear(hidden, 1))
+        nn.init.zeros_(self.net[2].weight)
+        nn.init.zeros_(self.net[2].bias)
+
+    def forward(self, logits: torch.Tensor, evidence: torch.Tensor) -> torch.Tensor:
+        shift = self.net(evidence.to(self.net[0].weight.dtype)).float().reshape(-1)  # [B]
+        return logits + torch.stack([-shift / 2, shift / 2], dim=-1)

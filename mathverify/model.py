@@ -10,14 +10,19 @@ import lightning.pytorch as pl
 import torch
 from lightning.pytorch.cli import OptimizerCallable
 from torch import nn
-from torchmetrics import MeanMetric
 
 from mathverify.backbone import LLAMA_PROJECTIONS, load_causal_lm, load_tokenizer
 from mathverify.errors import SettingsError
-from mathverify.heads import ClassifierHead, LabelTokenHead
+from mathverify.evidence import N_FEATURES
+from mathverify.heads import ClassifierHead, EvidenceHead, LabelTokenHead
 from mathverify.prefix import computed_tokens, last_hidden_states, shared_prefix_length
 from mathverify.prompt import SEED_TEMPLATE, PromptEncoder
+from mathverify.sharding import EpochRows
 from mathverify.swiglu import use_lean_mlp
+
+
+EVAL_VIEWS = {"val": ("val", "val_seen"), "test": ("test",)}  # metric prefix of each row view
+EPOCH_KEYS = ("probs", "labels", "view", "row_index", "row_loss")  # per-row validation/test outputs
 
 
 def default_optimizer(params):
@@ -56,6 +61,11 @@ class VerifierModule(pl.LightningModule):
             tokens (the prompt's instruction text: ~86 tokens with the seed template), run them once
             for the batch and let each row attend to their keys/values (``mathverify.prefix``): same
             result, ~20 % fewer tokens through the decoder on contest rows. 0 turns it off.
+        evidence: weigh what the other rows of the question say (answer agreement, known labels;
+            ``mathverify.evidence``) with the text: an ``EvidenceHead`` shifts the logits. The one
+            switch: linked to ``data.evidence``, stored in checkpoints, used by every command.
+        use_text: read the text with the language model (False with ``evidence``: an
+            evidence-only model, for ablations; the backbone is then never run).
     """
 
     def __init__(
@@ -85,8 +95,12 @@ class VerifierModule(pl.LightningModule):
         trust_remote_code: bool = False,
         attn_implementation: str = "sdpa",
         shared_prefix_min_tokens: int = 16,
+        evidence: bool = False,
+        use_text: bool = True,
     ) -> None:
         super().__init__()
+        if not use_text and not evidence:
+            raise SettingsError("use_text false needs evidence true: the model would read nothing")
         _check_settings(lora_r, lora_alpha, lora_dropout, max_length, threshold, warmup_fraction, class_weights,
                         shared_prefix_min_tokens)
         self.save_hyperparameters(ignore=["optimizer"])
@@ -94,13 +108,13 @@ class VerifierModule(pl.LightningModule):
         self.threshold = threshold
         self.model: Optional[nn.Module] = None  # built in configure_model, so --help stays fast
         self.head: Optional[nn.Module] = None
+        self.evidence_head: Optional[nn.Module] = None  # with evidence=True (configure_model)
         self._flops_per_token: Optional[int] = None
         self._last_train_batch: Optional[tuple] = None
         self.strict_loading = False  # checkpoints hold only the trainable weights
-        # Epoch means of val/test loss as torchmetrics means: they sync float sums across ranks.
-        # Lightning's own sync_dist mean divides the integer row count by the world size and
-        # truncates it (33 rows on 2 ranks count as 16 x 2), skewing the loss of uneven ranks.
-        self.eval_loss = nn.ModuleDict({"val": MeanMetric(), "test": MeanMetric()})
+        # val/test losses are means over every rank's rows (epoch_outputs), each view its own;
+        # Lightning's sync_dist mean would truncate the row count of uneven ranks.
+        self.epoch_rows = EpochRows()  # this epoch's validation/test rows (see epoch_outputs)
 
     # ----- building -------------------------------------------------------------------------
     def configure_model(self) -> None:
@@ -130,6 +144,8 @@ class VerifierModule(pl.LightningModule):
         else:
             self.head = ClassifierHead(base.config.hidden_size)
         self.head.to(device)
+        if hp.evidence:
+            self.evidence_head = EvidenceHead(N_FEATURES).to(device)
 
     def _with_lora(self, base: nn.Module) -> nn.Module:
         from peft import LoraConfig, get_peft_model
@@ -148,32 +164,48 @@ class VerifierModule(pl.LightningModule):
         return get_peft_model(base, config)
 
     # ----- forward and steps ----------------------------------------------------------------
-    def forward(self, input_ids: torch.Tensor, lengths: torch.Tensor, shared_prefix: Optional[int] = None
-                ) -> torch.Tensor:
-        """input_ids [B, T] right-padded, lengths [B] -> logits [B, 2] (wrong, correct).
+    def forward(self, input_ids: torch.Tensor, lengths: torch.Tensor, shared_prefix: Optional[int] = None,
+                evidence: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """input_ids [B, T] right-padded, lengths [B], evidence [B, F] -> logits [B, 2] (wrong, correct).
 
         No attention mask: with right padding no real token attends to a pad (see ``mathverify.prefix``).
+        The one P(True) path of validate, test, predict and the submission: softmax of these logits.
         """
-        causal_lm = self.model.get_base_model()
-        min_shared = self.hparams.shared_prefix_min_tokens
-        last = last_hidden_states(causal_lm.get_decoder(), input_ids, lengths, min_shared, shared_prefix)  # [B, H]
-        return self.head(last, causal_lm.get_output_embeddings())
+        if self.hparams.use_text:
+            causal_lm = self.model.get_base_model()
+            min_shared = self.hparams.shared_prefix_min_tokens
+            last = last_hidden_states(causal_lm.get_decoder(), input_ids, lengths, min_shared, shared_prefix)  # [B, H]
+            logits = self.head(last, causal_lm.get_output_embeddings())
+        else:
+            logits = torch.zeros(input_ids.shape[0], 2, device=input_ids.device)
+        if self.evidence_head is not None:
+            if evidence is None:
+                raise SettingsError("this model weighs evidence (model.evidence true) but the batch has none")
+            logits = self.evidence_head(logits, evidence.to(logits.device))
+        return logits
+
+    def _logits(self, batch: dict) -> torch.Tensor:
+        return self(batch["input_ids"], batch["lengths"], batch.get("shared_prefix"), batch.get("evidence"))
 
     def _step(self, batch: dict, stage: str) -> dict:
-        logits = self(batch["input_ids"], batch["lengths"], batch.get("shared_prefix"))
+        logits = self._logits(batch)
         labels = batch["labels"]
         weight = None
         if self.hparams.class_weights is not None:
             weight = torch.tensor(self.hparams.class_weights, dtype=logits.dtype, device=logits.device)
-        loss = nn.functional.cross_entropy(logits, labels, weight=weight)
         batch_size = labels.shape[0]
+        view = batch.get("view")
         if stage == "train":
+            loss = nn.functional.cross_entropy(logits, labels, weight=weight)
             self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=True, batch_size=batch_size)
-        else:
-            mean = self.eval_loss[stage]
-            mean.update(loss.detach(), weight=float(batch_size))
-            self.log(f"{stage}/loss", mean, on_step=False, on_epoch=True, prog_bar=True, batch_size=batch_size)
-        return {"loss": loss, "probs": logits.detach().softmax(-1)[:, 1], "labels": labels}
+            return {"loss": loss, "probs": logits.detach().softmax(-1)[:, 1], "labels": labels}
+        # Validation/test: per-row losses, logged per view at epoch end from every rank's rows.
+        rows = nn.functional.cross_entropy(logits, labels, weight=weight, reduction="none")
+        view = torch.zeros_like(labels) if view is None else view.to(labels.device)
+        out = {"loss": rows.mean(), "probs": logits.detach().softmax(-1)[:, 1], "labels": labels,
+               "view": view, "row_index": batch["row_index"].to(labels.device), "row_loss": rows.detach()}
+        self.epoch_rows.add(**{k: out[k] for k in EPOCH_KEYS})
+        return out
 
     def training_step(self, batch: dict, batch_idx: int) -> dict:
         self._last_train_batch = (batch["lengths"], batch.get("shared_prefix"), batch["input_ids"])
@@ -195,6 +227,36 @@ class VerifierModule(pl.LightningModule):
             shared = shared_prefix_length(input_ids, lengths)
         return self._flops_per_token * computed_tokens(lengths, shared, self.hparams.shared_prefix_min_tokens)
 
+    def on_validation_epoch_start(self) -> None:
+        self.epoch_rows.reset()
+
+    def on_test_epoch_start(self) -> None:
+        self.epoch_rows.reset()
+
+    def epoch_outputs(self) -> dict:
+        """Every rank's rows of this validation/test epoch: probs, labels, view, row_index [N] (CPU).
+
+        Gathered across ranks once and shared by the callbacks that need all rows (metrics,
+        threshold, best-of-N); every rank must call it (a collective), and gets the same rows.
+        """
+        return self.epoch_rows.gathered(self)
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_view_losses("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_view_losses("test")
+
+    def _log_view_losses(self, stage: str) -> None:
+        if self.trainer.sanity_checking:
+            return
+        rows = self.epoch_outputs()
+        for index, name in enumerate(EVAL_VIEWS[stage]):
+            mine = rows["view"] == index
+            if bool(mine.any()):  # the same on every rank: the rows are gathered
+                self.log(f"{name}/loss", rows["row_loss"][mine].mean(), on_step=False, on_epoch=True,
+                         sync_dist=False, prog_bar=name in ("val", "test"))
+
     def validation_step(self, batch: dict, batch_idx: int) -> dict:
         return self._step(batch, "val")
 
@@ -202,7 +264,7 @@ class VerifierModule(pl.LightningModule):
         return self._step(batch, "test")
 
     def predict_step(self, batch: dict, batch_idx: int) -> dict:
-        logits = self(batch["input_ids"], batch["lengths"], batch.get("shared_prefix"))
+        logits = self._logits(batch)
         return {"probs": logits.softmax(-1)[:, 1], "row_index": batch["row_index"], "ids": batch["ids"]}
 
     # ----- optimisation ---------------------------------------------------------------------

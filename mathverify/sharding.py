@@ -16,6 +16,8 @@ from collections.abc import Sized
 from typing import Optional
 
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
+import torch
+from torch import Tensor
 from torch.utils.data import Sampler
 
 
@@ -37,3 +39,46 @@ def rank_of(trainer) -> tuple[int, int]:
     if trainer is None:
         return 0, 1
     return int(trainer.global_rank), int(trainer.world_size)
+
+
+def gather_uneven(pl_module, local: Tensor) -> Tensor:
+    """Concatenate a 1-D tensor over all ranks. Every rank must call this.
+
+    ``all_gather`` needs equal shapes; ranks can hold different row counts (custom samplers), so
+    pad to the longest and trim back.
+    """
+    if pl_module.trainer.world_size == 1:
+        return local
+    sizes = pl_module.all_gather(torch.tensor([local.numel()], device=local.device)).reshape(-1)
+    padded = torch.zeros(int(sizes.max()), dtype=local.dtype, device=local.device)
+    padded[: local.numel()] = local
+    gathered = pl_module.all_gather(padded)  # [world_size, longest]
+    return torch.cat([rank_rows[: int(size)] for rank_rows, size in zip(gathered, sizes)])
+
+
+class EpochRows:
+    """Per-row outputs of one validation/test epoch (1-D tensors by name), gathered across ranks once.
+
+    A module adds each batch's rows in its ``*_step`` and exposes ``epoch_outputs()`` returning
+    ``gathered(self)``; every callback that needs all rows (metrics, threshold, best-of-N) reads
+    that one gathered copy. Every rank must call ``gathered`` (a collective) the same number of times.
+    """
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self._local: list[dict[str, Tensor]] = []
+        self._gathered: Optional[dict[str, Tensor]] = None
+
+    def add(self, **rows: Tensor) -> None:
+        self._local.append({k: v.detach().reshape(-1) for k, v in rows.items()})
+
+    def gathered(self, pl_module) -> dict[str, Tensor]:
+        if self._gathered is None:
+            names = list(self._local[0]) if self._local else []
+            if not self._local:  # a rank with no batch still joins the collectives
+                raise RuntimeError("no validation/test rows on this rank (a rank needs at least one batch)")
+            local = {k: torch.cat([part[k] for part in self._local]) for k in names}
+            self._gathered = {k: gather_uneven(pl_module, v).cpu() for k, v in local.items()}
+        return self._gathered

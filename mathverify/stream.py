@@ -16,6 +16,8 @@ from typing import Iterator, Optional
 
 import torch
 
+from mathverify.answers import answer_key
+from mathverify.evidence import row_key
 from mathverify.examples import clean_row, collate_examples
 from mathverify.sources import DataError, Part, iter_rows
 from mathverify.split import digest_fraction, question_digest
@@ -42,6 +44,7 @@ class ValidationRule:
 
     fraction: Optional[float] = None
     digests: frozenset = frozenset()
+    held_out_rows: frozenset = frozenset()  # row keys (evidence.row_key) of the seen view's rows
 
     def is_validation(self, digest: str) -> bool:
         if digest in self.digests:
@@ -54,13 +57,14 @@ class TrainStream(torch.utils.data.IterableDataset):
 
     def __init__(self, parts: list[Part], encoder, pad_id: int, *, rank: int, world_size: int,
                  validation: ValidationRule, batch_size: int, buffer_size: int, group_by_length: bool,
-                 seed: int, start: StreamPosition, num_batches: Optional[int]) -> None:
+                 seed: int, start: StreamPosition, num_batches: Optional[int], evidence=None) -> None:
         super().__init__()
         self.parts, self.encoder, self.pad_id = parts, encoder, pad_id
         self.rank, self.world_size, self.validation = rank, world_size, validation
         self.batch_size, self.buffer_size = batch_size, max(buffer_size, batch_size)
         self.group_by_length, self.seed = group_by_length, seed
         self.start, self.num_batches = start, num_batches
+        self.evidence = evidence  # evidence.TrainingEvidence or None
 
     def __len__(self) -> int:
         if self.num_batches is None:
@@ -116,12 +120,18 @@ class TrainStream(torch.utils.data.IterableDataset):
             if not isinstance(raw.get("question"), str):
                 skipped["non-text question"] += 1
                 continue
-            if self.validation.is_validation(question_digest(raw["question"])):
+            digest = question_digest(raw["question"])
+            if self.validation.is_validation(digest):
                 continue
             row, reason, _ = clean_row(raw, need_label=True)
             if row is None:
                 skipped[reason] += 1
                 continue
+            held_out = self.validation.held_out_rows
+            if held_out and row_key(row["question"], row["answer"], row["solution"]) in held_out:
+                continue
+            if self.evidence is not None:
+                row["evidence"] = self.evidence(digest, answer_key(row["answer"]), row["label"], pos.passes, index - 1)
             row["row_index"] = index - 1
             row["id"] = f"{name}:{number}"
             rows.append(row)
@@ -137,7 +147,8 @@ class TrainStream(torch.utils.data.IterableDataset):
         return self._batches(rows, ids, pos), rows_after, skipped, truncated
 
     def _batches(self, rows: list[dict], ids: list[list[int]], pos: StreamPosition) -> list[dict]:
-        examples = [dict(input_ids=i, label=r["label"], row_index=r["row_index"], id=r["id"])
+        examples = [dict(input_ids=i, label=r["label"], row_index=r["row_index"], id=r["id"],
+                         **({"evidence": r["evidence"]} if "evidence" in r else {}))
                     for i, r in zip(ids, rows)]
         rng = random.Random(f"{self.seed}:{pos.passes}:{pos.buffer_index}")
         rng.shuffle(examples)

@@ -2,8 +2,13 @@
 
 Each row is ``{"question", "answer", "solution", "is_correct"}`` like the contest data:
 ``answer`` is always the solution's own last ``\\boxed{}`` value, and ``is_correct`` says
-whether that value equals the true result. Every question gets 1 to 4 consecutive rows
-(solutions drawn independently), so splits must be made by question, as in the real data.
+whether that value equals the true result. Every question gets 1 to 12 consecutive rows (mean
+5.5, ``ROWS_PER_QUESTION``), so splits must be made by question, as in the real data. Right
+solutions share the true answer; wrong ones scatter, except that 30 % of questions have a common
+mistake which 40 % of their wrong solutions repeat (the same wrong answer). For 6,000 rows with
+seed 0, P(correct) is 0.11 / 0.37 / 0.65 / 0.76 / 0.90 when 0 / 1 / 2 / 3 / 4+ other solutions
+of the question reached the same answer; the rule "correct iff another solution agrees" scores
+0.74 against 0.61 for "always False" (``mathverify.evidence`` uses this signal).
 
 About 40 % of rows are correct. Before forced styles, solutions are ~70 % prose with
 LaTeX-ish steps and ~30 % "Let's solve this problem using Python code." with ``<llm-code>`` /
@@ -64,6 +69,10 @@ HAND_COMPUTED_SHARE = 0.2  # of correct arithmetic steps in code style
 ERROR_KIND_SHARES = {"crashed_code": 0.3, "negative_result": 0.3, "wrong_operation": 0.25,
                      "arithmetic_slip": 0.08, "wrong_number": 0.07}
 CSV_COLUMNS = ("question", "is_correct", "answer", "solution")  # the contest's column order
+# Solutions per question (drawn uniformly from this tuple): 1 to 12, mean 5.5, like sampled solutions.
+ROWS_PER_QUESTION = (1, 2, 3, 4, 4, 5, 6, 6, 8, 10, 12)
+COMMON_MISTAKE_SHARE = 0.25  # questions that have a mistake several wrong solutions share
+COMMON_MISTAKE_REUSE = 0.35  # chance that a wrong solution of such a question repeats it
 
 # (name, subject pronoun, object pronoun)
 PEOPLE = tuple((name, "he", "him") for name in ("Tom", "Liam", "Noah", "Ethan", "Omar", "Lucas")) + tuple(
@@ -282,6 +291,24 @@ def _code_solution(rng, steps, trace, words) -> str:
             + f"\n</llm-code>\n<llm-code-output>\n{output}\n</llm-code-output>\n{closing}")
 
 
+def _draw_error(rng, steps, kinds, weights, question_numbers):
+    """(kind, trace) of one wrong solution, or None if no kind can change this problem's answer."""
+    drawn = rng.choices(kinds, weights)[0]
+    # Fall back to other kinds if the drawn one cannot change this problem's answer.
+    for kind in [drawn] + [k for k in kinds if k != drawn]:
+        wrong_trace = _inject_error(rng, steps, kind, question_numbers)
+        if wrong_trace is not None:
+            return kind, wrong_trace
+    return None
+
+
+def _common_mistake(rng, steps, kinds, weights, question_numbers):
+    """The mistake several wrong solutions of one question share, for COMMON_MISTAKE_SHARE of questions."""
+    if rng.random() >= COMMON_MISTAKE_SHARE:
+        return None
+    return _draw_error(rng, steps, kinds, weights, question_numbers)
+
+
 def generate_examples(n: int, seed: int = 0) -> Iterator[Example]:
     """Yield exactly n Examples: the row plus its true answer and error kind."""
     rng = random.Random(seed)
@@ -292,16 +319,14 @@ def generate_examples(n: int, seed: int = 0) -> Iterator[Example]:
         question = _question_text(steps, words)
         true_answer = str(_evaluate(steps)[-1][3])
         question_numbers = {s.right for s in steps} | {s.left for s in steps if s.left is not None}
-        for _ in range(min(rng.randint(1, 4), n - produced)):
+        common = _common_mistake(rng, steps, kinds, weights, question_numbers)
+        for _ in range(min(rng.choice(ROWS_PER_QUESTION), n - produced)):
             error_kind, trace = None, _evaluate(steps)
             if rng.random() >= CORRECT_SHARE:
-                drawn = rng.choices(kinds, weights)[0]
-                # Fall back to other kinds if the drawn one cannot change this problem's answer.
-                for kind in [drawn] + [k for k in kinds if k != drawn]:
-                    wrong_trace = _inject_error(rng, steps, kind, question_numbers)
-                    if wrong_trace is not None:
-                        error_kind, trace = kind, wrong_trace
-                        break
+                if common is not None and rng.random() < COMMON_MISTAKE_REUSE:
+                    error_kind, trace = common  # the same wrong answer as other solutions of this question
+                else:
+                    error_kind, trace = _draw_error(rng, steps, kinds, weights, question_numbers) or (None, trace)
             code_style = rng.random() < CODE_STYLE_SHARE
             code_style = {"crashed_code": True, "negative_result": False}.get(error_kind, code_style)
             render = _code_solution if code_style else _prose_solution

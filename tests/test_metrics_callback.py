@@ -14,6 +14,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from torch.utils.data import DataLoader, Sampler, TensorDataset
 
 from callbacks import VerificationMetrics
+from mathverify.sharding import EpochRows
 
 PROBS = [0.9, 0.8, 0.3, 0.6, 0.2, 0.1, 0.7, 0.4]
 LABELS = [1, 1, 1, 0, 0, 0, 0, 0]
@@ -39,12 +40,22 @@ class FixedOutputsModule(pl.LightningModule):
         super().__init__()
         self.weight = torch.nn.Parameter(torch.zeros(1))
         self.threshold = threshold
+        self.rows = EpochRows()
 
     def training_step(self, batch, batch_idx):
         return (self.weight - 1.0).pow(2).sum()
 
+    def on_validation_epoch_start(self):
+        self.rows.reset()
+
+    on_test_epoch_start = on_validation_epoch_start
+
+    def epoch_outputs(self):
+        return self.rows.gathered(self)
+
     def validation_step(self, batch, batch_idx):
         probs, labels = batch
+        self.rows.add(probs=probs, labels=labels, view=torch.zeros_like(labels))
         return {"probs": probs, "labels": labels, "loss": torch.tensor(0.0)}
 
     test_step = validation_step
@@ -139,12 +150,22 @@ def test_log_figures_false_writes_scalars_only(tmp_path):
     assert tags["images"] == [] and tags["tensors"] == []
 
 
-def test_step_output_without_probs_fails_clearly():
-    module = FixedOutputsModule()
-    module.validation_step = lambda batch, batch_idx: {"loss": torch.tensor(0.0)}
+class PlainModule(pl.LightningModule):
+    """A module that does not collect its epoch's rows (no ``epoch_outputs``)."""
 
-    with pytest.raises(TypeError, match="'probs' and 'labels'"):
-        make_trainer(VerificationMetrics(), logger=False).validate(module, loader())
+    threshold = 0.5
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.zeros(1))
+
+    def validation_step(self, batch, batch_idx):
+        return {"probs": batch[0], "labels": batch[1], "loss": torch.tensor(0.0)}
+
+
+def test_module_without_epoch_outputs_fails_clearly():
+    with pytest.raises(TypeError, match="epoch_outputs"):
+        make_trainer(VerificationMetrics(), logger=False).validate(PlainModule(), loader())
 
 
 class UnevenShardsSampler(Sampler):

@@ -1,0 +1,36 @@
+"""Best-of-N at each validation: does the top-scored answer of each question hold up?"""
+
+from __future__ import annotations
+
+import lightning.pytorch as pl
+from lightning.pytorch.callbacks import Callback
+
+from mathverify.selection import question_metrics
+
+
+class SelectionMetrics(Callback):
+    """Logs ``val/select_acc`` (share of validation questions whose highest-P(True) answer is
+    right) beside ``val/vote_acc`` (majority voting), ``val/select_oracle`` (questions with any
+    right answer) and ``val/agreement_acc`` (the no-model rule "True iff another solution agrees").
+
+    Computed on the unseen-questions view (view 0, all of a question's validation rows), from the
+    rows every rank scored (``VerifierModule.epoch_outputs``) and the data module's examples.
+
+    Args:
+        prefix: metric name prefix.
+    """
+
+    def __init__(self, prefix: str = "val") -> None:
+        self.prefix = prefix
+
+    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.sanity_checking:
+            return
+        rows = pl_module.epoch_outputs()
+        examples = trainer.datamodule.val_examples
+        mine = [i for i, view in enumerate(rows["view"].tolist()) if view == 0]
+        picked = [examples[int(rows["row_index"][i])] for i in mine]
+        values = question_metrics([float(rows["probs"][i]) for i in mine], [int(rows["labels"][i]) for i in mine],
+                                  [e["digest"] for e in picked], [e["answer_key"] for e in picked])
+        for name, value in values.items():
+            pl_module.log(f"{self.prefix}/{name}", value, on_step=False, on_epoch=True, sync_dist=False)

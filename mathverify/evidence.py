@@ -1,0 +1,234 @@
+"""What the other rows of a question say about a row's answer: agreement and known labels.
+
+Generated data holds many solutions per question; right ones agree on one answer, wrong ones
+scatter. The **index** counts, per question (``split.question_digest``) and canonical answer
+(``answers.answer_key``), how many rows gave that answer (votes) and how many of them were
+labelled correct / incorrect. It is built in one streaming pass over the training files, holds
+only integers per (question, answer) and is saved with the run as JSON (no pickle).
+
+A row's evidence never includes itself (leave-one-out): its own vote and label are taken out of
+the counts before the features are computed, in training, validation and prediction alike.
+Evaluation files (validation split, test, predict) add their own rows' votes, without labels,
+as a **pool** beside the index: an unseen question still has its siblings' answers.
+
+Training shows evidence as prediction will see it (:class:`TrainingEvidence`): a seeded share
+of rows sees its question's labels hidden (an unseen question has none), and a share sees its
+siblings thinned at random (a test question has anywhere from no sibling to hundreds).
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import math
+import random
+from pathlib import Path
+from typing import Iterable, Optional
+
+Counts = dict[str, list[int]]  # answer key -> [votes, labelled correct, labelled incorrect]
+
+FEATURES = (
+    "log1p_same",  # other rows that reached this row's answer
+    "log1p_other",  # other rows that reached another answer
+    "share_same",  # same / all other rows (0 without siblings)
+    "no_siblings",
+    "same_is_0", "same_is_1", "same_is_2",  # the sharp steps of P(correct | agreeing siblings)
+    "plurality_margin",  # (same - the largest other answer's votes) / (all other rows + 1)
+    "log1p_known_correct_same",  # labelled rows with this answer: correct
+    "log1p_known_incorrect_same",  # ... and incorrect
+    "log1p_known_correct_other",  # labelled correct rows with another answer
+    "no_labels",  # no labelled sibling at all (an unseen question)
+    "empty_answer",
+)
+N_FEATURES = len(FEATURES)
+INDEX_FORMAT = "mathverify-evidence-1"
+
+
+def features(counts: Counts, key: str) -> list[float]:
+    """The evidence vector of a row with answer ``key``; ``counts`` must exclude the row itself."""
+    votes = {k: c[0] for k, c in counts.items() if c[0] > 0}
+    same = votes.get(key, 0)
+    total = sum(votes.values())
+    other = total - same
+    top_other = max((v for k, v in votes.items() if k != key), default=0)
+    mine = counts.get(key, [0, 0, 0])
+    correct_other = sum(c[1] for k, c in counts.items() if k != key)
+    labelled = sum(c[1] + c[2] for c in counts.values())
+    return [
+        math.log1p(same), math.log1p(other), same / total if total else 0.0, float(total == 0),
+        float(same == 0), float(same == 1), float(same == 2), (same - top_other) / (total + 1),
+        math.log1p(mine[1]), math.log1p(mine[2]), math.log1p(correct_other), float(labelled == 0),
+        float(key == ""),
+    ]
+
+
+def without(counts: Counts, key: str, vote: int, correct: int, incorrect: int) -> Counts:
+    """A copy of ``counts`` with one row's own contribution taken out (leave-one-out)."""
+    out = {k: list(c) for k, c in counts.items()}
+    mine = out.setdefault(key, [0, 0, 0])
+    mine[0] -= vote
+    mine[1] -= correct
+    mine[2] -= incorrect
+    if min(mine) < 0:
+        raise ValueError(f"leave-one-out of a row the counts do not hold (answer {key!r})")
+    return out
+
+
+def merged(*parts: Optional[Counts]) -> Counts:
+    out: Counts = {}
+    for part in parts:
+        for key, c in (part or {}).items():
+            mine = out.setdefault(key, [0, 0, 0])
+            for i in range(3):
+                mine[i] += c[i]
+    return out
+
+
+class EvidenceIndex:
+    """Per question digest: per answer key, [votes, labelled correct, labelled incorrect]."""
+
+    def __init__(self, questions: Optional[dict[str, Counts]] = None) -> None:
+        self.questions: dict[str, Counts] = questions or {}
+
+    def add(self, digest: str, key: str, label: Optional[int]) -> None:
+        """One row's vote, and its label unless ``label`` is None (a held-out or unlabelled row)."""
+        c = self.questions.setdefault(digest, {}).setdefault(key, [0, 0, 0])
+        c[0] += 1
+        if label is not None:
+            c[1 if label else 2] += 1
+
+    def counts(self, digest: str) -> Counts:
+        return self.questions.get(digest, {})
+
+    def __contains__(self, digest: str) -> bool:
+        return digest in self.questions
+
+    def size(self) -> dict[str, int]:
+        answers = sum(len(c) for c in self.questions.values())
+        rows = sum(c[0] for q in self.questions.values() for c in q.values())
+        return {"questions": len(self.questions), "answers": answers, "rows": rows}
+
+    # ----- safe persistence: JSON text, in checkpoints (a string) and as a file beside exports ---
+    def to_json(self) -> str:
+        return json.dumps({"format": INDEX_FORMAT, "questions": self.questions}, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str) -> "EvidenceIndex":
+        data = json.loads(text)
+        if not isinstance(data, dict) or data.get("format") != INDEX_FORMAT:
+            raise ValueError(f"not a mathverify evidence index (expected format {INDEX_FORMAT})")
+        return cls(data["questions"])
+
+    def save(self, path: Path) -> None:
+        with gzip.open(path, "wt", encoding="utf-8") as handle:
+            handle.write(self.to_json())
+
+    @classmethod
+    def load(cls, path: Path) -> "EvidenceIndex":
+        with gzip.open(path, "rt", encoding="utf-8") as handle:
+            return cls.from_json(handle.read())
+
+
+def pool_of(rows: Iterable[tuple[str, str]]) -> EvidenceIndex:
+    """Votes (no labels) of an evaluation file's own rows, given as (digest, answer key)."""
+    pool = EvidenceIndex()
+    for digest, key in rows:
+        pool.add(digest, key, None)
+    return pool
+
+
+def eval_features(index: Optional[EvidenceIndex], pool: Optional[EvidenceIndex], digest: str, key: str,
+                  own_in: str) -> list[float]:
+    """Features of an evaluation row: index + pool, minus the row's own vote where it was counted.
+
+    ``own_in`` says where that vote sits: ``"pool"`` (a row of the evaluated file), ``"index"``
+    (a training row held out for the seen view: its vote is in the index, its label is not) or
+    ``"none"``.
+    """
+    counts = merged(index.counts(digest) if index else None, pool.counts(digest) if pool else None)
+    if own_in != "none":
+        counts = without(counts, key, 1, 0, 0)
+    return features(counts, key)
+
+
+def row_key(question: str, answer: str, solution: str) -> str:
+    """A stable identity of one row's text, for the seen-view hold-out (16 hex digits)."""
+    text = "\x00".join((question, answer, solution))
+    return hashlib.sha1(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+
+
+class TrainingEvidence:
+    """Evidence of a training row, leave-one-out, shown as prediction will see it.
+
+    Args:
+        index: the training index (every training row's vote and label is in it).
+        seed: seeds the per-row draws with the row's position, so a resumed run sees the same.
+        hide_labels: share of rows that see no label of their question (as an unseen question).
+        thin_siblings: share of rows whose siblings are thinned to a random keep rate in [0, 1).
+    """
+
+    def __init__(self, index: EvidenceIndex, seed: int, hide_labels: float = 0.5,
+                 thin_siblings: float = 0.5) -> None:
+        self.index, self.seed = index, seed
+        self.hide_labels, self.thin_siblings = hide_labels, thin_siblings
+
+    def __call__(self, digest: str, key: str, label: int, passes: int, row_index: int) -> list[float]:
+        counts = without(self.index.counts(digest), key, 1, int(label == 1), int(label == 0))
+        rng = random.Random(f"{self.seed}:{passes}:{row_index}")
+        if rng.random() < self.hide_labels:
+            counts = {k: [c[0], 0, 0] for k, c in counts.items()}
+        if rng.random() < self.thin_siblings:
+            keep = rng.random()
+            counts = {k: _thinned(c, keep, rng) for k, c in counts.items()}
+        return features(counts, key)
+
+
+def _thinned(c: list[int], keep: float, rng: random.Random) -> list[int]:
+    """Keep each row with probability ``keep``; labelled and unlabelled rows alike."""
+    correct = sum(rng.random() < keep for _ in range(c[1]))
+    incorrect = sum(rng.random() < keep for _ in range(c[2]))
+    unlabelled = sum(rng.random() < keep for _ in range(c[0] - c[1] - c[2]))
+    return [correct + incorrect + unlabelled, correct, incorrect]
+
+
+def build_index(parts, is_validation, seen_size: float, seen_max_rows: int) -> tuple[EvidenceIndex, list[tuple]]:
+    """One streaming pass over the training files: the index, and the rows held out for the seen view.
+
+    Rows of validation questions (``is_validation(digest)``) stay out. A row whose text hashes below
+    ``seen_size`` (at most ``seen_max_rows`` of them) is held out: its vote counts, its label does
+    not, and training skips it; it is kept only if its question has other training rows (else it
+    goes back to training). Unreadable rows are left to the training stream to count. Returns
+    (index, held-out rows as (source name, row number, raw row, digest, answer key, row key, label)).
+    """
+    from mathverify.answers import answer_key
+    from mathverify.examples import clean_row
+    from mathverify.sources import iter_rows
+    from mathverify.split import digest_fraction, question_digest
+
+    index, held = EvidenceIndex(), []
+    for name, number, raw in iter_rows(parts):
+        question = raw.get("question")
+        if not isinstance(question, str):
+            continue
+        digest = question_digest(question)
+        if is_validation(digest):
+            continue
+        row, _, _ = clean_row(raw, need_label=True)
+        if row is None:
+            continue
+        key = answer_key(row["answer"])
+        rkey = row_key(row["question"], row["answer"], row["solution"])
+        if len(held) < seen_max_rows and digest_fraction(rkey) < seen_size:
+            index.add(digest, key, None)
+            held.append((name, number, raw, digest, key, rkey, row["label"]))
+        else:
+            index.add(digest, key, row["label"])
+    kept = []
+    for item in held:
+        _, _, _, digest, key, _, label = item
+        if sum(c[0] for c in index.counts(digest).values()) > 1:
+            kept.append(item)
+        else:  # alone in its question: nothing "seen" to show, so it trains after all
+            index.questions[digest][key][1 if label else 2] += 1
+    return index, kept
