@@ -30,7 +30,8 @@ class StepRounds(Callback):
     Args:
         rounds: one entry per round: ``steps`` (optimizer steps), and optionally ``accumulate``
             (gradient-accumulation micro-batches, default 1), ``batch_size`` (micro-batch size,
-            default ``data.batch_size``), ``lr`` (peak learning rate from this round on).
+            default ``data.batch_size``), ``lr`` (peak learning rate of the main parameter group
+            from this round on; a group with its own rate, like the evidence head's, keeps it).
         stop_after_each_round: end ``fit`` after every round; the next ``fit --ckpt_path last``
             continues with the following round.
     """
@@ -78,7 +79,9 @@ class StepRounds(Callback):
         if r.get("lr") is not None:
             for config in trainer.lr_scheduler_configs:
                 scheduler = config.scheduler
-                scheduler.base_lrs = [float(r["lr"])] * len(scheduler.base_lrs)
+                # The round's rate is the main group's (LoRA); other groups (the evidence head's
+                # own rate) keep theirs.
+                scheduler.base_lrs = [float(r["lr"])] + list(scheduler.base_lrs[1:])
                 for group, lr in zip(scheduler.optimizer.param_groups, scheduler.get_lr()):
                     group["lr"] = lr
         self._started = time.monotonic()

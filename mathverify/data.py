@@ -130,6 +130,7 @@ class VerifyDataModule(pl.LightningDataModule):
         self.val_examples: Optional[list[dict]] = None
         self.evidence_index: Optional[EvidenceIndex] = None  # built for fit, restored from checkpoints
         self.seen_rows: list[tuple] = []
+        self._index_pass_done = False
 
     # ----- setup ----------------------------------------------------------------------------
     def setup(self, stage: str) -> None:
@@ -142,23 +143,26 @@ class VerifyDataModule(pl.LightningDataModule):
             self.val_examples = self._validation_examples()
         if stage == "fit" and not hp.train_files:
             raise DataError("fit needs data.train_files")
-        if stage == "fit" and hp.evidence and self.evidence_index is None:
-            self._build_evidence()
+        if stage == "fit" and (hp.evidence or hp.val_seen_size > 0) and not self._index_pass_done:
+            self._index_pass()
         if stage == "test":
             self.test_examples = self._fixed_examples(self._need("test_files"), need_label=True)
             warn_if_placeholder_labels(self.test_examples, self.hparams.test_files)
         if stage == "predict":
             self.predict_examples = self._fixed_examples(self._need("predict_files"), need_label=False)
 
-    def _build_evidence(self) -> None:
-        """One pass over the training files: the evidence index and the seen view's rows."""
+    def _index_pass(self) -> None:
+        """One pass over the training files: the seen view's rows, and the evidence index (if on)."""
         hp = self.hparams
-        self.evidence_index, self.seen_rows = build_index(
+        index, self.seen_rows = build_index(
             resolve_parts(hp.train_files), self.validation.is_validation, hp.val_seen_size, hp.val_seen_max_rows)
-        size = self.evidence_index.size()
-        print(f"mathverify: evidence index: {size['rows']} training rows, {size['questions']} questions, "
-              f"{size['answers']} distinct answers; {len(self.seen_rows)} rows held out for val_seen",
-              file=sys.stderr)
+        self._index_pass_done = True
+        size = index.size()
+        print(f"mathverify: {size['rows']} training rows of {size['questions']} questions "
+              f"({size['answers']} distinct answers); {len(self.seen_rows)} rows held out for val_seen"
+              + ("; evidence index built" if hp.evidence else ""), file=sys.stderr)
+        if hp.evidence:
+            self.evidence_index = index
         self.validation = ValidationRule(self.validation.fraction, self.validation.digests,
                                          frozenset(item[5] for item in self.seen_rows))
         if self.seen_rows:

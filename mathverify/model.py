@@ -66,6 +66,8 @@ class VerifierModule(pl.LightningModule):
             switch: linked to ``data.evidence``, stored in checkpoints, used by every command.
         use_text: read the text with the language model (False with ``evidence``: an
             evidence-only model, for ablations; the backbone is then never run).
+        evidence_lr: learning rate of the evidence head (its own optimizer group, no weight decay):
+            higher than LoRA's, so that it learns within a short run.
     """
 
     def __init__(
@@ -97,6 +99,7 @@ class VerifierModule(pl.LightningModule):
         shared_prefix_min_tokens: int = 16,
         evidence: bool = False,
         use_text: bool = True,
+        evidence_lr: float = 1e-2,
     ) -> None:
         super().__init__()
         if not use_text and not evidence:
@@ -269,8 +272,13 @@ class VerifierModule(pl.LightningModule):
 
     # ----- optimisation ---------------------------------------------------------------------
     def configure_optimizers(self):
-        params = [p for p in self.parameters() if p.requires_grad]
-        optimizer = self.optimizer_factory(params)
+        evidence = [p for p in self.evidence_head.parameters()] if self.evidence_head is not None else []
+        chosen = {id(p) for p in evidence}
+        params = [p for p in self.parameters() if p.requires_grad and id(p) not in chosen]
+        groups = [{"params": params}]
+        if evidence:  # a few hundred weights that must move far in a few hundred steps: their own rate
+            groups.append({"params": evidence, "lr": self.hparams.evidence_lr, "weight_decay": 0.0})
+        optimizer = self.optimizer_factory(groups)
         # trainer.max_steps, not estimated_stepping_batches: reading the latter makes Lightning
         # skip restoring the dataloader state on resume (Lightning issue 20550).
         total = self.trainer.max_steps

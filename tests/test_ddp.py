@@ -32,6 +32,10 @@ VAL = "synthetic:33:5"  # odd: rank 0 gets 17 rows (2 batches of 16), rank 1 get
 TEST_ROWS = 37
 DATA = ["--data.train_files", "synthetic:300:0", "--data.val_files", VAL, "--data.eval_batch_size", "16"]
 QUIET = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
+# Evidence of other solutions (one variant): the index rides in the checkpoint; fit also validates
+# a "seen" view of held-out training rows (row_index from 33 on), which validate does not have.
+EVIDENCE = ["--model.evidence", "true", "--data.val_seen_size", "0.2", "--data.val_seen_max_rows", "20",
+            "--trainer.callbacks+=callbacks.selection.SelectionMetrics"]
 
 
 def _free_port() -> int:
@@ -68,16 +72,20 @@ def _mathverify(cwd: Path, *args: str, devices: int = 2, probe: str | None = Non
     print(f"[{args[0]} on {devices} rank(s): {time.monotonic() - started:.0f} s]", end=" ")
 
 
-def _one_rank_validate(cwd: Path, *args: str) -> list[dict]:
-    """The 1-rank reference, in this process (one process, no DDP: no new interpreter to start)."""
+def _one_rank(cwd: Path, *args: str, probe: str | None = None) -> None:
+    """A 1-rank reference run, in this process (one process, no DDP: no new interpreter to start)."""
     from mathverify.cli import cli_main
 
     previous = os.getcwd()
     os.chdir(cwd)  # --logs_dir is relative, as in the launches
     try:
-        cli_main(_cli_args(cwd, ("validate", *args), devices=1, probe="val1"))
+        cli_main(_cli_args(cwd, args, devices=1, probe=probe))
     finally:
         os.chdir(previous)
+
+
+def _one_rank_validate(cwd: Path, *args: str) -> list[dict]:
+    _one_rank(cwd, "validate", *args, probe="val1")
     return _probes(cwd, "val1", "validate")
 
 
@@ -87,7 +95,7 @@ def _probes(cwd: Path, probe: str, stage: str) -> list[dict]:
             for r in range(len(list(folder.glob(f"{stage}-rank*.json"))))]
 
 
-def _fit(cwd: Path, quantization: str) -> Path:
+def _fit(cwd: Path, quantization: str, *extra: str) -> Path:
     _mathverify(
         cwd, "fit", "--run_name", "ddp", "--logs_dir", "logs", "--trainer.log_every_n_steps", "1",
         "--trainer.callbacks+=callbacks.rounds.StepRounds", f"--trainer.callbacks.rounds={ROUNDS}",
@@ -95,7 +103,7 @@ def _fit(cwd: Path, quantization: str) -> Path:
         "--trainer.callbacks+=callbacks.checkpoint.RoundCheckpoint",
         "--model.max_length", "256", "--model.lora_r", "4", "--model.quantization", quantization,
         "--model.gradient_checkpointing", "true",  # non-reentrant: LoRA under DDP must not be "ready twice"
-        "--data.batch_size", "4", "--data.buffer_size", "32", *DATA, probe="fit",
+        "--data.batch_size", "4", "--data.buffer_size", "32", *DATA, *extra, probe="fit",
     )
     assert [p.name for p in (cwd / "logs" / "ddp").iterdir()] == ["version_0"]  # both ranks chose one folder
     return cwd / "logs" / "ddp" / "version_0" / "checkpoints" / "last.ckpt"
@@ -124,7 +132,8 @@ def _val_rows(probes: list[dict]) -> dict[int, float]:
 def _check_same_validation(one_rank: list[dict], many: list[dict], label: str) -> dict:
     """Per-row P(True) and every val/* metric of a multi-rank run equal the 1-rank run's."""
     reference, rows = _val_rows(one_rank), _val_rows(many)
-    assert sorted(rows) == sorted(reference) == list(range(33)), label
+    assert sorted(reference) == list(range(33)) and sorted(rows)[:33] == list(range(33)), label
+    rows = {i: rows[i] for i in reference}  # fit's seen-view rows (33 on) have no 1-rank validate twin
     worst = max(abs(rows[i] - reference[i]) for i in reference)
     assert worst < 1e-5, f"{label}: P(True) differs by {worst}"
     metrics, expected = many[0]["metrics"], one_rank[0]["metrics"]
@@ -154,12 +163,15 @@ def _check_submission(cwd: Path) -> None:
 
 @pytest.mark.parametrize("quantization", ["none", "4bit"])
 def test_ddp_fit_validate_predict(tmp_path, tiny_path, quantization):
-    ckpt = _fit(tmp_path, quantization)
+    evidence = EVIDENCE if quantization == "none" else []
+    ckpt = _fit(tmp_path, quantization, *evidence)
     _check_training_rows(tmp_path)
     evaluate = ["--logs_dir", "logs", "--ckpt_path", str(ckpt), *DATA,
-                "--trainer.callbacks+=callbacks.metrics.VerificationMetrics"]
+                "--trainer.callbacks+=callbacks.metrics.VerificationMetrics", *evidence[-1:]]
     one_rank = _one_rank_validate(tmp_path, *evaluate)
     fit_val = _check_same_validation(one_rank, _probes(tmp_path, "fit", "fit"), "fit's 2-rank validation")
+    if evidence:  # fit also scored the seen view's held-out training rows
+        assert any(int(k) >= 33 for probe in _probes(tmp_path, "fit", "fit") for k in probe["val_rows"])
     report = {"fit-validation": fit_val}
     if quantization == "none":  # the same loader code; one quantization is enough for this launch
         _mathverify(tmp_path, "validate", *evaluate, probe="val2")
@@ -171,6 +183,13 @@ def test_ddp_fit_validate_predict(tmp_path, tiny_path, quantization):
     _mathverify(tmp_path, "predict", "--logs_dir", "logs", "--ckpt_path", str(ckpt),
                 "--data.predict_files", str(test_file), "--probabilities", str(tmp_path / "p.csv"))
     _check_submission(tmp_path)
+    if evidence:  # 2-rank predict = 1-rank predict: evidence comes from the whole file, before sharding
+        _one_rank(tmp_path, "predict", "--logs_dir", "logs", "--ckpt_path", str(ckpt), "--data.predict_files",
+                  str(test_file), "--probabilities", str(tmp_path / "p1.csv"), "--submission", str(tmp_path / "s1.csv"))
+        two = {r["ID"]: float(r["p_true"]) for r in _read_csv(tmp_path / "p.csv")}
+        one = {r["ID"]: float(r["p_true"]) for r in _read_csv(tmp_path / "p1.csv")}
+        assert one.keys() == two.keys() and max(abs(one[i] - two[i]) for i in one) < 1e-5
+        report["predict_max_p_diff"] = max(abs(one[i] - two[i]) for i in one)
     print(f"\n{quantization}: 1-rank vs 2-rank: {json.dumps(report)}")
 
 
