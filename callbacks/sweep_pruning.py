@@ -119,4 +119,15 @@ class SweepPruning(PyTorchLightningPruningCallback):
             metrics = {k: v for k, v in metrics.items() if math.isfinite(v)}
             metrics["round"] = trainer.current_epoch + 1
             self._trial.storage.set_trial_user_attr(self.trial_id, METRICS_KEY, metrics)
+        if _last_validation(trainer):  # the run is done: pruning now would save nothing, only discard it
+            value = trainer.callback_metrics.get(self.monitor)
+            if trainer.is_global_zero and value is not None:
+                self._trial.report(float(value), step=trainer.current_epoch)
+            return
         super().on_validation_end(trainer, pl_module)  # reports; if pruned: stops all ranks, sets PRUNED_KEY
+
+
+def _last_validation(trainer: Trainer) -> bool:
+    max_epochs = trainer.max_epochs if trainer.max_epochs not in (None, -1) else math.inf
+    max_steps = trainer.max_steps if trainer.max_steps not in (None, -1) else math.inf
+    return trainer.current_epoch + 1 >= max_epochs or trainer.global_step >= max_steps
