@@ -71,6 +71,18 @@ def _trials(tmp_path: Path):
     return study.get_trials()
 
 
+def _fits_running(folder: Path) -> list[int]:
+    """Processes whose command line names this sweep folder (a trial's fit)."""
+    found = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            if str(folder).encode() in (proc / "cmdline").read_bytes():
+                found.append(int(proc.name))
+        except OSError:
+            continue
+    return found
+
+
 def _grid_cells(trials, state) -> list[tuple]:
     return sorted(tuple(sorted(t.params.items())) for t in trials if t.state.name == state)
 
@@ -130,6 +142,8 @@ def test_a_killed_worker_trial_is_retried_and_the_grid_completes_once(tmp_path):
     first.communicate(timeout=30)
     killed = {t.number for t in _trials(tmp_path) if t.state.name == "RUNNING"}
     assert len(killed) == 1  # the dead worker's trial is left RUNNING, its heartbeat stops
+    time.sleep(1)
+    assert not _fits_running(tmp_path / "sweep"), "the dead worker's fit outlived it"
 
     out = _finish(_start(tmp_path))  # the same command: resumes, retries the dead trial after its grace
     trials = _trials(tmp_path)
