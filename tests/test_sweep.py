@@ -202,6 +202,29 @@ def test_sweep_file_errors_name_the_key(tmp_path):
             load_spec(str(path))
 
 
+@pytest.mark.parametrize("name", ["sweep-demo.yaml", "sweep-seed-table1.yaml"])
+def test_shipped_sweeps_make_valid_fit_configs(name, monkeypatch, tmp_path, capsys):
+    """Each shipped sweep's first and last trial: the fit config + fixed + trial values parse."""
+    from mathverify.cli import cli_main
+    from mathverify.sweep_spec import cli_value, nested
+
+    monkeypatch.chdir(ROOT)
+    spec = load_spec(str(ROOT / "configs" / name))
+    fixed = tmp_path / "fixed.yaml"
+    fixed.write_text(yaml.safe_dump(nested(spec.fixed)))
+    for point in (spec.grid_points()[0], spec.grid_points()[-1]):
+        values = {**point, **spec.tied_values(point)}
+        args = ["fit", *[a for c in spec.configs for a in ("--config", c)], "--config", str(fixed),
+                *[f"--{k}={cli_value(v)}" for k, v in values.items()], "--print_config"]
+        with pytest.raises(SystemExit) as stop:
+            cli_main(args)
+        assert stop.value.code in (0, None)
+        printed = yaml.safe_load(capsys.readouterr().out)
+        assert printed["model"]["lora_r"] == point["model.lora_r"]
+        assert printed["model"]["lora_alpha"] == values["model.lora_alpha"]
+        assert printed["model"]["optimizer"]["init_args"]["lr"] == point["model.optimizer.init_args.lr"]
+
+
 def test_seed_table1_and_demo_sweeps_load(monkeypatch):
     monkeypatch.chdir(ROOT)  # the sweep files name their fit config relative to the repository
     spec = load_spec(str(ROOT / "configs" / "sweep-seed-table1.yaml"))
