@@ -58,9 +58,9 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         results[name] = last_scalars(logs / run / "version_0")
         print(f"[{name}: {time.monotonic() - started:.0f} s]", file=sys.stderr)
-    print(f"{'variant':<16}" + "".join(f"{c:>18}" for c in COLUMNS))
+    print(f"{'variant':<16}" + "".join(f" {c:>20}" for c in COLUMNS))
     for name, scalars in results.items():
-        print(f"{name:<16}" + "".join(f"{scalars.get(c, float('nan')):>18.3f}" for c in COLUMNS))
+        print(f"{name:<16}" + "".join(f" {scalars.get(c, float('nan')):>20.3f}" for c in COLUMNS))
     print(f"(runs kept in {logs})")
     return 0
 

@@ -101,8 +101,9 @@ def collate_examples(examples: list[dict], pad_id: int) -> dict:
 
     Each example has ``input_ids`` (list[int]) and optionally ``label``, ``row_index``, ``id``.
     Returns input_ids/attention_mask [B, T], lengths [B], labels [B] (-1 when unlabeled),
-    row_index [B], ids (list of str) and shared_prefix (int: leading tokens common to all rows,
-    see ``mathverify.prefix``).
+    row_index [B], ids (list of str), shared_prefix (int: leading tokens common to all rows,
+    see ``mathverify.prefix``), view [B] (0: unseen questions, 1: the seen validation view) and,
+    when the examples carry it, evidence [B, F] (``mathverify.evidence``).
     """
     lengths = torch.tensor([len(e["input_ids"]) for e in examples], dtype=torch.long)
     width = int(lengths.max())
