@@ -60,8 +60,10 @@ def test_length_grouping_reduces_padding(encoder, tokenizer):
 def test_validation_split_by_question_never_leaks(tiny_path):
     dm = _datamodule(tiny_path, train_files="synthetic:400:5", val_size=60, val_scan_rows=400, buffer_size=64)
     dm.setup("fit")
-    val_ids = {e["digest"] for e in dm.val_examples}
-    assert 60 <= len(dm.val_examples) <= 64
+    unseen = [e for e in dm.val_examples if e["view"] == 0]  # view 1: held-out rows of training questions
+    val_ids = {e["digest"] for e in unseen}
+    assert 60 <= len(unseen) <= 60 + 11  # whole questions (at most 12 rows each) until 60 rows
+    assert not val_ids & {e["digest"] for e in dm.val_examples if e["view"] == 1}
     train_rows = [i for b in _take(dm.train_dataloader(), 40) for i in b["ids"]]
     from mathverify.split import question_digest
     rows = list(generate_rows(400, seed=5))
