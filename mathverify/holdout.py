@@ -1,7 +1,7 @@
 """Which training rows become validation rows (split by question, see ``mathverify.split``).
 
-For plain CSV/JSON-lines sources (``rowindex``) the choice looks at the whole source through the
-index's per-row question keys, never holding rows in memory beyond the chosen ones:
+For sources read out of order (plain CSV/JSON lines, Parquet: ``mathverify.order``) the choice
+looks at the whole source through a 64-bit key of each row's question digest, never holding rows in memory beyond the chosen ones:
 
 - ``val_size`` a fraction: every question whose digest fraction is below it is a validation
   question (as before); the validation rows are a seeded sample, spread over the whole source, of
@@ -9,7 +9,7 @@ index's per-row question keys, never holding rows in memory beyond the chosen on
 - ``val_size`` a row count: questions are taken in digest order until their rows *in the whole
   source* reach it; all those rows are the validation rows (none of them is trained on).
 
-Other sources (compressed, Parquet, hub, synthetic) keep the old rule: the split is made among the
+Other sources (compressed, hub, synthetic) keep the old rule: the split is made among the
 first ``val_scan_rows`` rows.
 """
 
@@ -21,7 +21,7 @@ from typing import Union
 import numpy as np
 
 from mathverify.errors import SettingsError
-from mathverify.rowindex import RowReader, seekable, text_index
+from mathverify.order import random_access
 from mathverify.sources import Part, iter_rows
 from mathverify.split import question_digest, split_by_question
 from mathverify.stream import ValidationRule
@@ -33,10 +33,10 @@ def validation_rows(parts: list[Part], val_size: Union[float, int],
                     val_scan_rows: int) -> tuple[list[tuple[str, int, dict]], ValidationRule]:
     """(validation rows as (part name, row number, raw row), the rule that keeps them out of training)."""
     fraction = isinstance(val_size, float) and not float(val_size).is_integer()
-    if not (parts and all(seekable(p) for p in parts)):
+    source = random_access(parts)
+    if source is None:
         return _from_leading_rows(parts, val_size, val_scan_rows, fraction)
-    indexes = [text_index(p) for p in parts]
-    keys = np.concatenate([ix.digest_keys for ix in indexes])
+    keys = source.digest_keys()
     if fraction:
         if not 0.0 < val_size < 1.0:
             raise SettingsError(f"val_size as a fraction must be in (0, 1), got {val_size}")
@@ -58,23 +58,10 @@ def validation_rows(parts: list[Part], val_size: Union[float, int],
                 "nothing would be left to train on; lower val_size or scan more rows")
         chosen = np.nonzero(np.isin(keys, questions[:taken]))[0]
         rule = None
-    rows = _read(parts, indexes, chosen)
+    rows = source.read_many(chosen)
     if rule is None:
         rule = ValidationRule(digests=frozenset(question_digest(_text(r.get("question"))) for _, _, r in rows))
     return rows, rule
-
-
-def _read(parts: list[Part], indexes, chosen: np.ndarray) -> list[tuple[str, int, dict]]:
-    bounds = np.cumsum([0] + [ix.rows for ix in indexes])
-    reader, rows = RowReader(), []
-    try:
-        for row_index in chosen.tolist():
-            part = int(np.searchsorted(bounds, row_index, side="right")) - 1
-            k = row_index - int(bounds[part])
-            rows.append((parts[part].name, k + 1, reader.read(indexes[part], k)))
-    finally:
-        reader.close()
-    return rows
 
 
 def _text(value) -> str:

@@ -18,10 +18,23 @@ from mathverify.stream import StreamPosition, TrainStream, ValidationRule
 from mathverify.synthetic import CSV_COLUMNS, generate_rows
 
 
-def _sorted_file(tmp_path, rows: int, suffix: str = ".csv", seed: int = 1) -> str:
+@pytest.fixture(autouse=True)
+def small_parquet_windows(monkeypatch):
+    import mathverify.parquet_order
+
+    monkeypatch.setattr(mathverify.parquet_order, "WINDOW_ROWS", 48)  # several windows in a small file
+
+
+def _sorted_file(tmp_path, rows: int, suffix: str = ".csv", seed: int = 1, row_group_size: int = 10) -> str:
     """Synthetic rows sorted by question, as generated data often comes."""
     records = sorted(generate_rows(rows, seed=seed), key=lambda r: r["question"])
     path = tmp_path / f"sorted{suffix}"
+    if suffix == ".parquet":
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        pq.write_table(pa.Table.from_pylist(records), path, row_group_size=row_group_size)
+        return str(path)
     with open(path, "w", encoding="utf-8", newline="") as handle:
         if suffix == ".csv":
             writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS)
@@ -67,8 +80,12 @@ def test_index_reads_each_row_as_the_file_order_does(tmp_path, suffix):
     assert any("__bad_row__" in r for r in backwards)
 
 
-def test_sorted_file_first_rows_span_many_questions(encoder, tokenizer, tmp_path):
-    path = _sorted_file(tmp_path, 600)
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_sorted_file_first_rows_span_many_questions(encoder, tokenizer, tmp_path, suffix, monkeypatch):
+    import mathverify.parquet_order
+
+    monkeypatch.setattr(mathverify.parquet_order, "WINDOW_ROWS", 200)  # 20 random row groups of 10 rows
+    path = _sorted_file(tmp_path, 600, suffix)
     questions = {i + 1: question_digest(r["question"]) for i, r in
                  enumerate(row for _, _, row in iter_rows(resolve_parts(path)))}
 
@@ -77,12 +94,13 @@ def test_sorted_file_first_rows_span_many_questions(encoder, tokenizer, tmp_path
         return len({questions[int(i.rsplit(":", 1)[1])] for i in _ids(batches)})  # in the first 64 rows
 
     in_file_order, shuffled = distinct(False), distinct(True)
-    # 64 rows; about 2.5 rows per question in the file (measured: 29 in file order, 53 shuffled)
-    assert in_file_order <= 32 and shuffled >= 48
+    # 64 rows; about 2.5 rows per question (measured: 29 in file order; shuffled 53 from CSV, 50 from Parquet)
+    assert in_file_order <= 32 and shuffled >= (48 if suffix == ".csv" else 40)
 
 
-def test_shuffled_pass_reads_every_row_once_and_passes_differ(encoder, tokenizer, tmp_path):
-    path = _sorted_file(tmp_path, 40)
+@pytest.mark.parametrize("suffix", [".jsonl", ".parquet"])
+def test_shuffled_pass_reads_every_row_once_and_passes_differ(encoder, tokenizer, tmp_path, suffix):
+    path = _sorted_file(tmp_path, 40, suffix)
     batches = list(_stream(encoder, tokenizer, path, num_batches=25))
     ids = _ids(batches)
     assert len(ids) == 100 and sorted(ids[:40]) == sorted(ids[40:80]) and len(set(ids)) == 40
@@ -91,8 +109,10 @@ def test_shuffled_pass_reads_every_row_once_and_passes_differ(encoder, tokenizer
     assert batches[-1]["stream"]["position"]["order"] == "shuffled"
 
 
-def test_shuffled_resume_from_any_batch_gives_the_same_rows(encoder, tokenizer, tmp_path):
-    path = _sorted_file(tmp_path, 150)
+@pytest.mark.parametrize("suffix,row_group_size", [(".csv", 0), (".parquet", 10), (".parquet", 100)])
+def test_shuffled_resume_from_any_batch_gives_the_same_rows(encoder, tokenizer, tmp_path, suffix, row_group_size):
+    """Parquet: row groups of 10 (windows of several groups) or 100 (read in pieces of 48 rows)."""
+    path = _sorted_file(tmp_path, 150, suffix, row_group_size=row_group_size)
     reference = list(_stream(encoder, tokenizer, path, num_batches=45))  # past the end of pass 1
     for k in (0, 4, 7, 8, 19, 37):
         position = StreamPosition(**reference[k]["stream"]["position"])
@@ -117,8 +137,9 @@ def test_shuffled_micro_batch_size_change_mid_buffer_repeats_and_skips_no_row(en
     assert len(rows) == 32 and len(set(rows)) == 32
 
 
-def test_shuffled_ranks_read_disjoint_rows_of_their_shard(encoder, tokenizer, tmp_path):
-    path = _sorted_file(tmp_path, 64, ".jsonl")
+@pytest.mark.parametrize("suffix", [".jsonl", ".parquet"])
+def test_shuffled_ranks_read_disjoint_rows_of_their_shard(encoder, tokenizer, tmp_path, suffix):
+    path = _sorted_file(tmp_path, 64, suffix)
     seen = []
     for rank in (0, 1):
         batches = list(_stream(encoder, tokenizer, path, rank=rank, world_size=2, num_batches=8))
@@ -151,8 +172,9 @@ def test_bad_rows_are_counted_in_shuffled_order(encoder, tokenizer, write_csv):
     assert batches[0]["stream"]["position"]["order"] == "shuffled"
 
 
-def test_validation_questions_come_from_the_whole_source(tmp_path):
-    path = _sorted_file(tmp_path, 2000)
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_validation_questions_come_from_the_whole_source(tmp_path, suffix):
+    path = _sorted_file(tmp_path, 2000, suffix, row_group_size=100)
     parts = resolve_parts(path)
     digests = [question_digest(r["question"]) for _, _, r in iter_rows(parts)]
     rows, rule = validation_rows(parts, 0.1, 500)  # fraction: 50 rows of validation questions
