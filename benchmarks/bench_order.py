@@ -54,6 +54,18 @@ def question_sorted_csv(path: Path, rows: int) -> Path:
     return path
 
 
+def parquet_copy(path: Path, row_group: int) -> Path:
+    import pyarrow.csv as pcsv
+    import pyarrow.parquet as pq
+
+    target = path.with_name(f"{path.stem}-rg{row_group}.parquet")
+    if not target.exists():
+        table = pcsv.read_csv(path, parse_options=pcsv.ParseOptions(newlines_in_values=True),
+                              convert_options=pcsv.ConvertOptions(column_types={"answer": "string"}))
+        pq.write_table(table, target, row_group_size=row_group)
+    return target
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--rows", type=int, default=1_000_000)
@@ -62,6 +74,8 @@ def main(argv=None) -> int:
     p.add_argument("--train-rows", type=int, default=10_000)
     p.add_argument("--deep", type=int, default=900_000, help="position (rows into the pass) of the late round start")
     p.add_argument("--buffer-size", type=int, default=2048)
+    p.add_argument("--parquet-row-group", type=int, default=0,
+                   help="read a Parquet copy of the file written with row groups of this many rows")
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)
     if args.code:
@@ -74,7 +88,10 @@ def main(argv=None) -> int:
     from mathverify.stream import StreamPosition
 
     path = question_sorted_csv(Path(args.file or f"/tmp/mathverify-bench/sorted-{args.rows}.csv"), args.rows)
-    with open(path, encoding="utf-8", newline="") as handle:  # question of each row number, by the csv module
+    csv_path = path
+    if args.parquet_row_group:
+        path = parquet_copy(path, args.parquet_row_group)
+    with open(csv_path, encoding="utf-8", newline="") as handle:  # question of each row number, by the csv module
         question = [question_digest(r["question"]) for r in csv.DictReader(handle)]
     rows = len(question)
 
@@ -86,7 +103,7 @@ def main(argv=None) -> int:
     def number(row_id: str) -> int:
         return int(row_id.rsplit(":", 1)[1])
 
-    out = {"code": mathverify.__file__, "rows": rows, "buffer_size": args.buffer_size}
+    out = {"code": mathverify.__file__, "file": str(path), "rows": rows, "buffer_size": args.buffer_size}
     dm = module()
     started = time.perf_counter()
     dm.setup("fit")

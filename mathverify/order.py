@@ -90,6 +90,8 @@ class ReadOrder:
         self.mode = SHUFFLED if shuffle and can_shuffle(parts) else FILE
         if shuffle and self.mode == FILE:
             _note_file_order(parts)
+        # Built here, in the process that makes the loader: a loader worker inherits the index.
+        self.source = random_access(parts) if self.mode == SHUFFLED else None
 
     def rows(self, passes: int, start: int, mode: str = "") -> Iterator[tuple[str, int, dict, int]]:
         """The rows of pass ``passes`` from entry ``start`` on, in ``mode`` (default: this order's)."""
@@ -101,7 +103,7 @@ class ReadOrder:
         if self.mode != SHUFFLED:
             raise DataError("training stream: the saved position is in shuffled order, but "
                             f"{', '.join(p.name for p in self.parts)} cannot be read out of order")
-        yield from random_access(self.parts).pass_rows(self.rank, self.world_size, self.seed, passes, start)
+        yield from self.source.pass_rows(self.rank, self.world_size, self.seed, passes, start)
 
 
 def _note_file_order(parts: list[Part]) -> None:

@@ -65,7 +65,7 @@ class TrainStream(torch.utils.data.IterableDataset):
         self.batch_size, self.buffer_size = batch_size, max(buffer_size, batch_size)
         self.group_by_length, self.seed = group_by_length, seed
         self.start, self.num_batches = start, num_batches
-        self.shuffle_source = shuffle_source
+        self.order = ReadOrder(parts, rank, world_size, seed, shuffle_source)
 
     def __len__(self) -> int:
         if self.num_batches is None:
@@ -73,11 +73,10 @@ class TrainStream(torch.utils.data.IterableDataset):
         return self.num_batches
 
     def __iter__(self) -> Iterator[dict]:
-        order = ReadOrder(self.parts, self.rank, self.world_size, self.seed, self.shuffle_source)
+        order = self.order
         pos = self._rebased(StreamPosition(**self.start.as_dict()))
         if pos.rows_read == 0 and pos.batches_done == 0 and not pos.earlier_cuts:
             pos.order = order.mode  # a pass not begun yet takes this run's order; a begun one keeps its own
-        self._order_mode = order.mode
         source = order.rows(pos.passes, pos.rows_read, pos.order)  # one live reader, re-opened per pass
         produced = 0
         while self.num_batches is None or produced < self.num_batches:
@@ -110,7 +109,7 @@ class TrainStream(torch.utils.data.IterableDataset):
 
     def _next_buffer(self, pos: StreamPosition, rows_after: Optional[int]) -> StreamPosition:
         if rows_after is None:  # the source ran out inside this buffer: the next one starts a new pass
-            return StreamPosition(pos.passes + 1, 0, pos.buffer_index + 1, 0, self.batch_size, order=self._order_mode)
+            return StreamPosition(pos.passes + 1, 0, pos.buffer_index + 1, 0, self.batch_size, order=self.order.mode)
         return StreamPosition(pos.passes, rows_after, pos.buffer_index + 1, 0, self.batch_size, order=pos.order)
 
     def _buffer(self, pos: StreamPosition, source: Iterator):
