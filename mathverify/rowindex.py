@@ -1,6 +1,6 @@
 """Random access to the rows of plain CSV and JSON-lines files: a byte offset per row.
 
-One sequential pass per file (per process; cached by path, size and modification time) records
+One sequential pass per file (saved in the cache folder, keyed by path, size and modification time) records
 where each row starts, so a row can be read later with one ``pread`` and parsed by the same code
 that reads the file in order (``sources.parse_csv`` / ``parse_json``: identical rows, identical
 bad-row reasons with the same line numbers). The pass also keeps a 64-bit key of each row's
@@ -15,10 +15,13 @@ they are read in order.
 from __future__ import annotations
 
 import csv
+import hashlib
 import os
 import re
+import tempfile
 from dataclasses import dataclass
-from typing import Iterator
+from pathlib import Path
+from typing import Iterator, Optional
 
 import numpy as np
 
@@ -59,17 +62,51 @@ def seekable(part: Part) -> bool:
 
 
 _CACHE: dict[tuple, TextIndex] = {}
+_FORMAT = 1  # of the saved index files; a change here rebuilds them
 
 
 def text_index(part: Part) -> TextIndex:
-    """The index of a seekable part, built on first use in this process."""
+    """The index of a seekable part: from this process's memory, else from the cache folder
+    (``$MATHVERIFY_CACHE/row-index``, keyed by path, size and modification time), else built."""
     stat = os.stat(part.arg)
     key = (os.path.abspath(part.arg), stat.st_size, stat.st_mtime_ns)
     if key not in _CACHE:
         if len(_CACHE) > 64:
             _CACHE.clear()
-        _CACHE[key] = _build(part, stat.st_size)
+        saved = _saved_path(key)
+        _CACHE[key] = _load(saved, part) or _save(saved, _build(part, stat.st_size))
     return _CACHE[key]
+
+
+def _saved_path(key: tuple) -> Path:
+    from mathverify.backbone import cache_root
+
+    name = hashlib.sha1(repr((key, _FORMAT)).encode("utf-8", "surrogatepass")).hexdigest()
+    return cache_root() / "row-index" / f"{name}.npz"
+
+
+def _load(path: Path, part: Part) -> Optional[TextIndex]:
+    try:
+        with np.load(path) as saved:
+            return TextIndex(part.arg, str(saved["kind"]), tuple(str(h) for h in saved["header"]),
+                             saved["offsets"], saved["lines"], saved["digest_keys"])
+    except Exception:  # missing or unreadable: build it again
+        return None
+
+
+def _save(path: Path, index: TextIndex) -> TextIndex:
+    tmp = None
+    try:  # a cache only: a read-only or full disk costs a rebuild next time, nothing else
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".index.", suffix=".tmp", dir=path.parent)
+        with os.fdopen(fd, "wb") as handle:
+            np.savez(handle, kind=np.array(index.kind), header=np.array(index.header, dtype=str),
+                     offsets=index.offsets, lines=index.lines, digest_keys=index.digest_keys)
+        os.replace(tmp, path)
+    except OSError:
+        if tmp and os.path.exists(tmp):
+            os.unlink(tmp)
+    return index
 
 
 def digest_key(question) -> int:

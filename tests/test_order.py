@@ -80,6 +80,23 @@ def test_index_reads_each_row_as_the_file_order_does(tmp_path, suffix):
     assert any("__bad_row__" in r for r in backwards)
 
 
+def test_index_is_saved_and_rebuilt_when_the_file_changes(tmp_path, monkeypatch):
+    import mathverify.rowindex as rowindex
+
+    path = _sorted_file(tmp_path, 30, ".jsonl")
+    part = resolve_parts(path)[0]
+    first = text_index(part)
+    rowindex._CACHE.clear()  # as a new process starts
+    monkeypatch.setattr(rowindex, "_build", lambda *a: pytest.fail("rebuilt although saved"))
+    again = text_index(part)
+    assert again.rows == 30 and (again.offsets == first.offsets).all() and (again.digest_keys == first.digest_keys).all()
+    monkeypatch.undo()
+    with open(path, "a", encoding="utf-8") as handle:
+        handle.write(json.dumps({"question": "new", "answer": "1", "solution": "s", "is_correct": True}) + "\n")
+    grown = text_index(resolve_parts(path)[0])
+    assert grown.rows == 31 and RowReader().read(grown, 30)["question"] == "new"
+
+
 @pytest.mark.parametrize("suffix", [".csv", ".parquet"])
 def test_sorted_file_first_rows_span_many_questions(encoder, tokenizer, tmp_path, suffix, monkeypatch):
     import mathverify.parquet_order
