@@ -145,12 +145,14 @@ class ParquetSource:
     def digest_keys(self) -> np.ndarray:
         from mathverify.rowindex import digest_key
 
-        keys = []
-        for p, part in enumerate(self.parts):
-            batches = self._file(p).iter_batches(columns=["question"], batch_size=WINDOW_ROWS)
-            for batch in self._guard(part, lambda: list(batches)):
-                keys.extend(digest_key(q) for q in batch.column(0).to_pylist())
-        return np.asarray(keys, dtype=np.uint64)
+        keys = np.empty(self.total, dtype=np.uint64)
+        done = 0
+        for p, part in enumerate(self.parts):  # the question column only, a batch at a time
+            batches = iter(self._file(p).iter_batches(columns=["question"], batch_size=WINDOW_ROWS))
+            while (batch := self._guard(part, lambda: next(batches, None))) is not None:
+                keys[done:done + batch.num_rows] = [digest_key(q) for q in batch.column(0).to_pylist()]
+                done += batch.num_rows
+        return keys
 
     def read_many(self, indices: np.ndarray) -> list[tuple[str, int, dict]]:
         """Rows at sorted global indices, each row group read once."""
