@@ -18,10 +18,11 @@ from mathverify.backbone import load_tokenizer
 from mathverify.evidence import EvidenceIndex, TrainingEvidence, build_index, eval_features, pool_of
 from mathverify.errors import SettingsError
 from mathverify.examples import clean_row, collate_examples, row_error
+from mathverify.holdout import validation_rows
 from mathverify.prompt import SEED_TEMPLATE, PromptEncoder
 from mathverify.sharding import eval_sampler, rank_of
 from mathverify.sources import DataError, iter_rows, resolve_parts
-from mathverify.split import question_digest, split_by_question
+from mathverify.split import question_digest
 from mathverify.stream import StreamPosition, TrainStream, ValidationRule
 
 RoundPlan = Callable[[int], tuple[int, Optional[int]]]  # epoch -> (micro-batches, micro-batch size or None)
@@ -56,7 +57,10 @@ class VerifyDataModule(pl.LightningDataModule):
         test_files: labelled rows for ``mathverify test``.
         predict_files: rows to predict (the contest test file); row order is kept.
         val_size: validation share of questions (float in (0, 1)) or number of rows (int >= 1).
-        val_scan_rows: how many leading training rows the split draws validation rows from.
+        val_scan_rows: plain CSV/JSON-lines sources: a fractional ``val_size`` validates on
+            ``val_size x val_scan_rows`` rows of its questions, sampled over the whole source (a row
+            count takes its questions from the whole source). Other sources: the split is made among
+            their first ``val_scan_rows`` rows.
         batch_size: training micro-batch size per device (rounds may override it).
         eval_batch_size: batch size for validate/test/predict.
         buffer_size: rows tokenized and shuffled together in the training stream.
@@ -189,14 +193,7 @@ class VerifyDataModule(pl.LightningDataModule):
         if not hp.train_files:
             raise DataError("validation needs data.val_files or data.train_files to split from")
         parts = resolve_parts(hp.train_files)
-        window = [(n, k, r) for (n, k, r), _ in zip(iter_rows(parts), range(hp.val_scan_rows))]
-        # A non-text question is a bad training row; it must not crash the split.
-        digests = [question_digest(q if isinstance(q := r.get("question"), str) else "") for _, _, r in window]
-        if isinstance(hp.val_size, float) and not float(hp.val_size).is_integer():
-            self.validation = ValidationRule(fraction=float(hp.val_size))
-        else:
-            self.validation = ValidationRule(digests=frozenset(split_by_question(digests, int(hp.val_size))))
-        chosen = [w for w, d in zip(window, digests) if self.validation.is_validation(d)]
+        chosen, self.validation = validation_rows(parts, hp.val_size, hp.val_scan_rows)
         # Training-file policy: bad rows are skipped and counted (as the stream does), not fatal.
         checked = [(w, clean_row(w[2], need_label=True)[1]) for w in chosen]
         usable = [w for w, reason in checked if reason is None]

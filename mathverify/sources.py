@@ -21,7 +21,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Iterable, Iterator, Optional
 
 REQUIRED = ("question", "answer", "solution")
 BAD_ROW = "__bad_row__"
@@ -157,30 +157,37 @@ def _open_text(path: str):
 def _read_csv(path: str) -> Iterator[dict]:
     """Rows of a CSV file as dicts of strings; a row the parser rejects comes back marked
     ``BAD_ROW`` (with its line) and parsing resumes at the next line when it can."""
-    csv.field_size_limit(max(csv.field_size_limit(), FIELD_LIMIT))  # 1 MB solutions are legal
     with _open_text(path) as handle:
-        reader = csv.reader(handle, strict=True)
-        header = next(reader, None)
-        if not header:
+        yield from parse_csv(handle, path)
+
+
+def parse_csv(lines: Iterable[str], path: str, header: Optional[list[str]] = None,
+              lines_before: int = 0) -> Iterator[dict]:
+    """The CSV rows of ``lines`` (text lines, newline kept); with ``header`` given the lines start
+    after it (a slice of the file that begins ``lines_before`` lines in, as ``rowindex`` reads it)."""
+    csv.field_size_limit(max(csv.field_size_limit(), FIELD_LIMIT))  # 1 MB solutions are legal
+    reader = csv.reader(lines, strict=True)
+    header = header if header is not None else next(reader, None)
+    if not header:
+        return
+    while True:
+        line = lines_before + reader.line_num + 1
+        try:
+            fields = next(reader)
+        except StopIteration:
             return
-        while True:
-            line = reader.line_num + 1
-            try:
-                fields = next(reader)
-            except StopIteration:
-                return
-            except csv.Error as err:
-                if "unexpected end of data" in str(err) or "field larger" in str(err):
-                    raise DataError(f"{path}: line {line}: unclosed quote runs to the end of the file; "
-                                    "fix the quoting (no later row can be read)") from None
-                yield _bad(header, [], f"broken CSV quoting at line {line} ({_one_line(err)})")
-                continue
-            if not fields:
-                continue  # blank line
-            if len(fields) != len(header):
-                yield _bad(header, fields, f"line {line} has {len(fields)} fields, header has {len(header)}")
-                continue
-            yield dict(zip(header, fields))
+        except csv.Error as err:
+            if "unexpected end of data" in str(err) or "field larger" in str(err):
+                raise DataError(f"{path}: line {line}: unclosed quote runs to the end of the file; "
+                                "fix the quoting (no later row can be read)") from None
+            yield _bad(header, [], f"broken CSV quoting at line {line} ({_one_line(err)})")
+            continue
+        if not fields:
+            continue  # blank line
+        if len(fields) != len(header):
+            yield _bad(header, fields, f"line {line} has {len(fields)} fields, header has {len(header)}")
+            continue
+        yield dict(zip(header, fields))
 
 
 def _bad(header: list[str], fields: list[str], reason: str) -> dict:
@@ -193,18 +200,23 @@ def _bad(header: list[str], fields: list[str], reason: str) -> dict:
 def _read_json(path: str) -> Iterator[dict]:
     """Rows of a JSON-lines file; an unparsable line comes back marked ``BAD_ROW``."""
     with _open_text(path) as handle:
-        for line, text in enumerate(handle, 1):
-            if not text.strip():
-                continue
-            try:
-                row = json.loads(text)
-            except ValueError as err:
-                yield {c: "" for c in REQUIRED} | {BAD_ROW: f"unreadable JSON at line {line} ({_one_line(err)})"}
-                continue
-            if not isinstance(row, dict):
-                yield {c: "" for c in REQUIRED} | {BAD_ROW: f"line {line} is not a JSON object"}
-                continue
-            yield {k: valid_text(v) for k, v in row.items()}
+        yield from parse_json(handle)
+
+
+def parse_json(lines: Iterable[str], lines_before: int = 0) -> Iterator[dict]:
+    """The rows of JSON ``lines``; ``lines_before``: lines of the file before them (for messages)."""
+    for line, text in enumerate(lines, lines_before + 1):
+        if not text.strip():
+            continue
+        try:
+            row = json.loads(text)
+        except ValueError as err:
+            yield {c: "" for c in REQUIRED} | {BAD_ROW: f"unreadable JSON at line {line} ({_one_line(err)})"}
+            continue
+        if not isinstance(row, dict):
+            yield {c: "" for c in REQUIRED} | {BAD_ROW: f"line {line} is not a JSON object"}
+            continue
+        yield {k: valid_text(v) for k, v in row.items()}
 
 
 def valid_text(value):
