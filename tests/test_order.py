@@ -111,8 +111,9 @@ def test_sorted_file_first_rows_span_many_questions(encoder, tokenizer, tmp_path
         return len({questions[int(i.rsplit(":", 1)[1])] for i in _ids(batches)})  # in the first 64 rows
 
     in_file_order, shuffled = distinct(False), distinct(True)
-    # 64 rows; about 2.5 rows per question (measured: 29 in file order; shuffled 53 from CSV, 50 from Parquet)
-    assert in_file_order <= 32 and shuffled >= (48 if suffix == ".csv" else 40)
+    # 64 rows; about 5.5 rows per question, ~110 questions (measured: 9 in file order; shuffled 47 from
+    # CSV, 30 from Parquet, whose 20-row-group windows mix less)
+    assert in_file_order <= 16 and shuffled >= (40 if suffix == ".csv" else 25)
 
 
 @pytest.mark.parametrize("suffix", [".jsonl", ".parquet"])
@@ -218,9 +219,10 @@ def test_data_module_validation_and_training_never_share_a_question(tiny_path, t
     dm = VerifyDataModule(backbone=tiny_path, max_length=512, train_files=path, val_size=40, buffer_size=64)
     dm.trainer = SimpleNamespace(global_rank=0, world_size=1, current_epoch=0)
     dm.setup("fit")
-    val = {e["digest"] for e in dm.val_examples}
+    unseen = [e for e in dm.val_examples if e["view"] == 0]  # view 1 holds rows of training questions on purpose
+    val = {e["digest"] for e in unseen}
     rows = [r for _, _, r in iter_rows(resolve_parts(path))]
     trained = set()
     for batch, _ in zip(dm.train_dataloader(), range(12)):
         trained |= {question_digest(rows[int(i.rsplit(":", 1)[1]) - 1]["question"]) for i in batch["ids"]}
-    assert len(dm.val_examples) >= 40 and trained and not trained & val
+    assert len(unseen) >= 40 and trained and not trained & val
