@@ -141,3 +141,15 @@ def test_index_save_load_round_trip_is_json(tmp_path, index):
     assert EvidenceIndex.from_json(index.to_json()).questions == index.questions
     with pytest.raises(ValueError, match="not a mathverify evidence index"):
         EvidenceIndex.from_json('{"questions": {}}')
+
+
+def test_predict_without_a_saved_index_says_why():
+    from mathverify.data import VerifyDataModule
+    from mathverify.errors import SettingsError
+
+    dm = VerifyDataModule(evidence=True)
+    example = {"digest": question_digest(Q2), "answer_key": "4", "own_in": "pool"}
+    with pytest.raises(SettingsError, match="no evidence index.*--model.evidence false"):
+        dm._attach_evidence([example])
+    VerifyDataModule(evidence=False)._attach_evidence([example])  # evidence off: nothing needed
+    assert "evidence" not in example
