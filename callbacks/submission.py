@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-import tempfile
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -15,6 +14,7 @@ import lightning.pytorch as pl
 from lightning.pytorch.callbacks import BasePredictionWriter
 
 from callbacks._decision import is_predicted_true
+from mathverify.atomic import atomic_file
 
 
 @dataclass(frozen=True)
@@ -168,17 +168,8 @@ def _check_rows_complete(row_indices: Collection[int]) -> None:
 
 
 def _write_csv_atomically(path: Path, header: Sequence[str], rows: Iterable[Sequence[str]]) -> None:
-    """Write to a temp file in the same folder, then rename: readers never see half a CSV."""
-    handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", newline="", encoding="utf-8") as temp_file:
-            writer = csv.writer(temp_file, lineterminator="\n")
-            writer.writerow(header)
-            writer.writerows(rows)
-            temp_file.flush()
-            os.fsync(temp_file.fileno())
-        os.chmod(temp_name, 0o644)  # mkstemp makes it private; a submission is an ordinary file
-        os.replace(temp_name, path)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
+    """Readers never see half a CSV (``mathverify.atomic``)."""
+    with atomic_file(path, "w", newline="", encoding="utf-8") as out:
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(header)
+        writer.writerows(rows)
