@@ -15,6 +15,7 @@ from lightning.pytorch.callbacks import BasePredictionWriter
 
 from callbacks._decision import is_predicted_true
 from mathverify.atomic import atomic_file
+from mathverify.errors import SettingsError
 
 
 @dataclass(frozen=True)
@@ -86,7 +87,8 @@ class SubmissionWriter(BasePredictionWriter):
     def _refuse_to_overwrite(self) -> None:
         for path in (self.output, self.probabilities):
             if path is not None and path.exists() and not self.overwrite:
-                raise FileExistsError(f"{path} already exists; set overwrite=True (SubmissionWriter) to replace it")
+                # SettingsError: the CLI prints it as one line, ``mathverify: error: ...``
+                raise SettingsError(f"{path} already exists; add --overwrite true to replace it")
 
     def _part_path(self, rank: int) -> Path:
         return self.output.with_name(f"{self.output.name}.part-rank{rank}.jsonl")

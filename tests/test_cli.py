@@ -2,6 +2,7 @@
 
 import csv
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -41,7 +42,7 @@ def _read_csv(path: Path) -> list[dict]:
         return list(csv.DictReader(handle))
 
 
-def test_fit_then_predict_with_short_form(tmp_path, tiny_path):
+def test_fit_then_predict_with_short_form(tmp_path, tiny_path, monkeypatch):
     logs = tmp_path / "logs"
     cli_main(_fit_args(logs, "e2e"))
     run_dir = logs / "e2e" / "version_0"
@@ -74,6 +75,13 @@ def test_fit_then_predict_with_short_form(tmp_path, tiny_path):
     rows = _read_csv(run_dir / "submission.csv")
     assert [r["ID"] for r in rows] == [str(i) for i in range(37)]
     assert {r["is_correct"] for r in rows} <= {"True", "False"}
+    # predicting again refuses to replace the submission: one line naming the flag, no traceback
+    monkeypatch.setattr(sys, "argv", ["mathverify", "predict", "--logs_dir", str(logs), "--ckpt_path", "e2e:best",
+                                      "--data.predict_files", str(test_file)])
+    with pytest.raises(SystemExit) as refused:
+        cli_main()
+    assert str(refused.value) == (f"mathverify: error: {run_dir / 'submission.csv'} already exists; "
+                                  "add --overwrite true to replace it")
     probs = _read_csv(tmp_path / "p.csv")
     assert len(probs) == 37 and all(0.0 <= float(p["p_true"]) <= 1.0 for p in probs)
 

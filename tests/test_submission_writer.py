@@ -96,7 +96,9 @@ def test_refuses_to_overwrite_before_predicting(tmp_path, existing):
     writer = SubmissionWriter(output=str(tmp_path / "submission.csv"), probabilities=str(tmp_path / "p_true.csv"))
     module = FixedProbsModule()
 
-    with pytest.raises(FileExistsError, match=rf"{existing} already exists; set overwrite=True"):
+    from mathverify.cli import USER_ERRORS
+
+    with pytest.raises(USER_ERRORS, match=rf"{existing} already exists; add --overwrite true to replace it$"):
         predict(writer, module)
     assert module.predicted_batches == 0
     assert (tmp_path / existing).read_text() == "keep me\n"
