@@ -50,6 +50,8 @@ class SubmissionWriter(BasePredictionWriter):
             overwrite: Replace existing output files instead of refusing to start.
         """
         super().__init__(write_interval="batch")
+        if threshold is not None and not 0 < threshold < 1:  # 0 or 1 would make every row True or False
+            raise SettingsError(f"--threshold must be strictly between 0 and 1, got {threshold}")
         self.output = Path(output)
         self.probabilities = Path(probabilities) if probabilities is not None else None
         self.threshold = threshold

@@ -219,22 +219,28 @@ def cli_main(args=None) -> None:
         _run(None)
     except USER_ERRORS as err:
         raise SystemExit(f"mathverify: error: {err}") from None
-    except torch.OutOfMemoryError:  # the advice matters more than the allocator's report
+    except getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError):  # torch < 2.5: only the CUDA name
+        # the advice matters more than the allocator's report
         raise SystemExit(
             "mathverify: out of GPU memory: lower --data.batch_size (raise accumulation in the rounds instead), "
             "lower --model.max_length, set --model.gradient_checkpointing true, or use --model.quantization 4bit"
         ) from None
 
 
-def _run(args) -> None:
-    MathVerifyCLI(
+TRAINER_DEFAULTS = {"log_every_n_steps": 10, "gradient_clip_val": 1.0}  # clipping: TRL's and HF Trainer's
+
+
+def _run(args, run: bool = True) -> MathVerifyCLI:
+    """The CLI; ``run=False`` only parses and instantiates (trainer, model, data, callbacks)."""
+    return MathVerifyCLI(
         VerifierModule,
         VerifyDataModule,
         save_config_callback=RunConfigSaver,
         save_config_kwargs={"overwrite": True},
         seed_everything_default=0,
-        trainer_defaults={"log_every_n_steps": 10},
+        trainer_defaults=dict(TRAINER_DEFAULTS),
         args=args,
+        run=run,
     )
 
 

@@ -47,7 +47,8 @@ class VerifierModule(pl.LightningModule):
         class_weights: cross-entropy weights for (wrong, correct); None for unweighted.
         threshold: decision threshold on P(correct) for validate/test/predict.
         gradient_checkpointing: recompute activations in backward (non-reentrant, DDP-safe).
-        optimizer: optimizer factory over the trainable parameters (default AdamW, lr 2e-4, wd 0.01).
+        optimizer: optimizer factory over the trainable parameters (default AdamW, lr 2e-4, wd 0.01);
+            its weight decay applies to matrices only, never to biases, norms or embeddings.
         warmup_fraction: share of ``trainer.max_steps`` spent warming the learning rate up linearly.
         schedule: learning-rate decay after warm-up: ``cosine``, ``linear`` or ``constant``.
         trust_remote_code: let transformers run code shipped with a hub model (off unless asked).
@@ -207,8 +208,7 @@ class VerifierModule(pl.LightningModule):
 
     # ----- optimisation ---------------------------------------------------------------------
     def configure_optimizers(self):
-        params = [p for p in self.parameters() if p.requires_grad]
-        optimizer = self.optimizer_factory(params)
+        optimizer = self.optimizer_factory(parameter_groups(self))
         # trainer.max_steps, not estimated_stepping_batches: reading the latter makes Lightning
         # skip restoring the dataloader state on resume (Lightning issue 20550).
         total = self.trainer.max_steps
@@ -229,6 +229,18 @@ class VerifierModule(pl.LightningModule):
 
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
+        """``trainer.gradient_clip_val`` under FSDP too: Lightning refuses norm clipping there (a
+        plain clip_grad_norm_ would see only this rank's shard); the root FSDP unit's own
+        ``clip_grad_norm_`` takes the norm over all shards."""
+        from torch.distributed.fsdp import FullyShardedDataParallel
+
+        wrapped = self.trainer.strategy.model
+        if gradient_clip_val and gradient_clip_algorithm in (None, "norm") and isinstance(wrapped, FullyShardedDataParallel):
+            wrapped.clip_grad_norm_(gradient_clip_val)
+            return
+        super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
 
     # ----- checkpoints: trainable weights only ----------------------------------------------
     def trainable_names(self) -> set[str]:
@@ -264,6 +276,25 @@ class VerifierModule(pl.LightningModule):
                     "checkpoint does not match this model's adapter (another backbone or LoRA shape?): "
                     f"missing {missing}, unexpected {unexpected}"
                 )
+
+
+def parameter_groups(module: nn.Module) -> list[dict]:
+    """The trainable parameters in two groups: weight decay for matrices (LoRA A/B, linear
+    weights), none for biases, norm scales and embeddings (HF Trainer and TRL's rule; decaying an
+    RMSNorm scale pulls it towards zero, not towards its initial 1; HF Trainer exempts biases and
+    norms, minGPT embeddings too). Empty groups are left out."""
+    exempt: set[int] = set()  # a weight tied to an embedding (lm_head) counts as an embedding
+    for owner in module.modules():
+        owner_exempt = isinstance(owner, nn.Embedding) or "norm" in type(owner).__name__.lower()
+        for name, param in owner.named_parameters(recurse=False):
+            if owner_exempt or name.endswith("bias") or param.ndim < 2:
+                exempt.add(id(param))
+    decay, no_decay = [], []
+    for param in module.parameters():  # each parameter once, even when tied
+        if param.requires_grad:
+            (no_decay if id(param) in exempt else decay).append(param)
+    groups = [{"params": decay, "name": "decay"}, {"params": no_decay, "weight_decay": 0.0, "name": "no_decay"}]
+    return [g for g in groups if g["params"]]
 
 
 def _as_tuple(value):

@@ -126,3 +126,20 @@ def test_atomic_save_keeps_the_previous_file_when_a_save_dies(tmp_path, monkeypa
     monkeypatch.undo()
     assert torch.load(path, weights_only=True)["step"] == 1
     assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]
+
+
+@pytest.mark.parametrize("probs, labels", [
+    ([0.0, 0.0, 1e-9, 0.3], [1, 1, 1, 1]),  # best: all True, below a probability of exactly 0
+    ([0.7, 1.0, 1.0], [0, 0, 0]),  # best: all False, above a probability of exactly 1
+    ([0.0, 1.0, 1.0, 0.0], [0, 1, 1, 0]),  # saturated but separable
+])
+def test_tuned_threshold_is_strictly_between_0_and_1(probs, labels):
+    from callbacks.threshold import best_thresholds
+
+    tuned = best_thresholds(torch.tensor(probs), torch.tensor(labels))
+    for name in ("acc", "f1"):
+        assert 0 < tuned[f"threshold_{name}"] < 1, tuned
+        decisions = torch.tensor(probs) > tuned[f"threshold_{name}"]
+        accuracy = (decisions.long() == torch.tensor(labels)).float().mean().item()
+        if name == "acc":
+            assert accuracy == pytest.approx(tuned["acc_tuned"])
