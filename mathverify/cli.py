@@ -30,6 +30,10 @@ class CheckpointError(ValueError):
     """A checkpoint file that cannot be loaded safely."""
 
 
+class CheckpointRefused(CheckpointError):
+    """A checkpoint that ``weights_only`` loading refuses (it holds more than tensors): not corrupt."""
+
+
 USER_ERRORS = (DataError, PromptError, BackboneError, CheckpointError, LabelError, SettingsError)
 LINKED = ("backbone", "prompt_template", "positive_label", "negative_label", "max_length", "trust_remote_code")
 SHORT_FORM = re.compile(r"^(?:(?P<run>[^:]+):)?(?P<which>last|best)$")
@@ -103,13 +107,17 @@ def _versions(logs_dir: str, run_name: str) -> list[int]:
 
 
 def resolve_ckpt_path(value: Optional[str], logs_dir: str, run_name: str, subcommand: str) -> Optional[str]:
-    """Turn ``last``/``best``/``RUN:last``/``RUN:best`` into an intact checkpoint file path."""
+    """Turn ``last``/``best``/``RUN:last``/``RUN:best`` into an intact checkpoint file path.
+
+    Raises CheckpointError (one line, every file tried and why it was not used) rather than
+    quietly starting over; only ``fit --ckpt_path last`` with no checkpoint at all starts a new run.
+    """
     if not value:
         return value
     match = SHORT_FORM.match(str(value))
     if match is None or Path(value).is_file():
         if not Path(value).is_file():
-            raise SystemExit(f"mathverify: checkpoint {value} does not exist")
+            raise CheckpointError(f"checkpoint {value} does not exist")
         return check_checkpoint(value)
     run = match.group("run") or run_name
     name, _, version = run.partition("/")
@@ -122,7 +130,7 @@ def resolve_ckpt_path(value: Optional[str], logs_dir: str, run_name: str, subcom
     if subcommand == "fit" and match.group("which") == "last":
         print(f"mathverify: no checkpoint in {Path(logs_dir) / name} yet; starting a new run", file=sys.stderr)
         return None
-    raise SystemExit(f"mathverify: no checkpoint found for {value!r} under {Path(logs_dir) / name}")
+    raise CheckpointError(f"no checkpoint found for {value!r} under {Path(logs_dir) / name}")
 
 
 def _load_checkpoint(path) -> dict:
@@ -137,34 +145,44 @@ def _load_checkpoint(path) -> dict:
         return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except pickle.UnpicklingError as err:
         first = str(err).strip().splitlines()[0][:160]
-        raise CheckpointError(f"{path}: refused: it holds more than tensors and plain types ({first})") from None
+        raise CheckpointRefused(f"{path}: refused: it holds more than tensors and plain types ({first})") from None
     except (RuntimeError, EOFError, OSError, ValueError) as err:
         first = str(err).strip().splitlines()[0][:160] if str(err).strip() else type(err).__name__
         raise CheckpointError(f"{path}: unreadable checkpoint (truncated or corrupt: {first})") from None
 
 
 def check_checkpoint(path: str) -> str:
-    try:
-        _load_checkpoint(path)
-    except CheckpointError as err:
-        raise SystemExit(f"mathverify: {err}") from None
+    _load_checkpoint(path)
     return path
 
 
 def newest_intact(folder: Path) -> Optional[str]:
-    """``last.ckpt`` if it loads, else the newest other checkpoint that does (with a warning)."""
+    """``last.ckpt`` if it loads, else the newest other checkpoint that does (with a warning).
+
+    None when the folder holds no checkpoint. A truncated file is skipped with a warning (a save
+    cut short); a refused one (it would run code) stops the search: falling back past it would
+    hide a file someone must look at. When files exist but none loads, the error names each.
+    """
     if not folder.is_dir():
         return None
     others = sorted((p for p in folder.glob("*.ckpt") if p.name != "last.ckpt"),
                     key=lambda p: p.stat().st_mtime, reverse=True)
     candidates = ([folder / "last.ckpt"] if (folder / "last.ckpt").is_file() else []) + others
+    failures = []
     for candidate in candidates:
         try:
             _load_checkpoint(candidate)
+        except CheckpointRefused as err:
+            raise CheckpointRefused(f"{err}; not falling back to an older checkpoint: inspect or remove it, "
+                                    "or give one with --ckpt_path FILE") from None
         except CheckpointError as err:
-            print(f"mathverify: warning: {err}; trying an older checkpoint", file=sys.stderr)
+            failures.append(str(err))
             continue
+        for failure in failures:
+            print(f"mathverify: warning: {failure}; using {candidate.name} instead", file=sys.stderr)
         return str(candidate)
+    if failures:
+        raise CheckpointError(f"{len(failures)} checkpoint(s) in {folder}, none loads: " + "; ".join(failures))
     return None
 
 

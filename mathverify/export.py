@@ -94,9 +94,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--merged", action="store_true", help="also write merged/ (a full model with LoRA merged in)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     args = parser.parse_args(argv)
-    from mathverify.cli import resolve_ckpt_path
+    from mathverify.cli import CheckpointError, resolve_ckpt_path
 
-    ckpt = resolve_ckpt_path(args.ckpt_path, args.logs_dir, "mathverify", "export")
+    try:
+        ckpt = resolve_ckpt_path(args.ckpt_path, args.logs_dir, "mathverify", "export")
+    except CheckpointError as err:
+        raise SystemExit(f"mathverify export: error: {err}") from None
     folder = export_checkpoint(ckpt, args.output, merged=args.merged, overwrite=args.overwrite)
     print(f"mathverify export: wrote {folder} from {ckpt}")
     return 0
