@@ -35,14 +35,15 @@ class RoundCheckpoint(ModelCheckpoint):
         monitor: metric that picks the best checkpoint (threshold-free: loss or AUROC).
         mode: ``min`` or ``max`` for ``monitor``.
         save_top_k: how many best checkpoints to keep.
-        filename: name pattern of the best checkpoints.
+        filename: name pattern of the best checkpoints; ``{round}`` counts from 1, as the rounds
+            table does (``{epoch}`` is Lightning's 0-based epoch).
         dirpath: folder; default ``<run folder>/checkpoints``.
         every_n_train_steps: also save ``last.ckpt`` every N optimizer steps inside a round
             (0: only at round ends), so a crash loses at most N steps.
     """
 
     def __init__(self, monitor: str = "val/loss", mode: Literal["min", "max"] = "min", save_top_k: int = 1,
-                 filename: str = "round{epoch}-step{step}", dirpath: Optional[str] = None,
+                 filename: str = "round{round}-step{step}", dirpath: Optional[str] = None,
                  every_n_train_steps: int = 0) -> None:
         super().__init__(dirpath=dirpath, filename=filename, monitor=monitor, mode=mode, save_top_k=save_top_k,
                          save_last=True, auto_insert_metric_name=False)
@@ -53,6 +54,11 @@ class RoundCheckpoint(ModelCheckpoint):
         super().setup(trainer, pl_module, stage)
         if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:
             trainer.strategy.checkpoint_io = AtomicCheckpointIO()
+
+    def _monitor_candidates(self, trainer: Trainer) -> dict:
+        candidates = super()._monitor_candidates(trainer)
+        candidates["round"] = torch.tensor(trainer.current_epoch + 1)  # one numbering with the rounds table
+        return candidates
 
     def _save_last_checkpoint(self, trainer: Trainer, monitor_candidates: dict) -> None:
         super()._save_last_checkpoint(trainer, monitor_candidates)

@@ -2,6 +2,7 @@
 
 import csv
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -64,7 +65,9 @@ def test_fit_then_predict_with_short_form(tmp_path, tiny_path, monkeypatch):
 
     from mathverify.cli import resolve_ckpt_path
     best = resolve_ckpt_path("e2e:best", str(logs), "mathverify", "predict")
-    assert Path(best).name.startswith("round") and Path(best).is_file()
+    assert Path(best).is_file()
+    name = re.fullmatch(r"round(\d+)-step(\d+)\.ckpt", Path(best).name)  # one round numbering with the table
+    assert name and (int(name[1]), int(name[2])) in [(h["round"], h["steps"]) for h in history]
     assert resolve_ckpt_path("last", str(logs), "e2e", "predict").endswith("version_0/checkpoints/last.ckpt")
 
     test_file = tmp_path / "test.csv"
