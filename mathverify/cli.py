@@ -88,6 +88,9 @@ class MathVerifyCLI(LightningCLI):
             }
 
     def after_instantiate_classes(self) -> None:
+        from callbacks.failfast import EndAllRanksOnError
+
+        self.trainer.callbacks.append(EndAllRanksOnError())
         if self.subcommand != "predict":
             return
         from callbacks.submission import SubmissionWriter

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import random
 from typing import Literal, Optional
 
 import lightning.pytorch as pl
@@ -12,6 +11,7 @@ from lightning.pytorch.cli import OptimizerCallable
 from torch import nn
 from torchmetrics import MeanMetric
 
+from mathverify import rng
 from mathverify.backbone import LLAMA_PROJECTIONS, load_causal_lm, load_tokenizer
 from mathverify.errors import SettingsError
 from mathverify.heads import ClassifierHead, LabelTokenHead
@@ -260,13 +260,13 @@ class VerifierModule(pl.LightningModule):
         names = self.trainable_names()
         checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in names}
         checkpoint["decision_threshold"] = float(self.threshold)  # tuned on validation, used by predict
-        checkpoint["rng"] = {"torch": torch.get_rng_state(), "python": random.getstate()}  # dropout, resumes
+        checkpoint["rng"] = rng.capture(self.device)  # every rank's generators (dropout), for exact resumes
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         self.threshold = float(checkpoint.get("decision_threshold", self.threshold))
         if "rng" in checkpoint:
-            torch.set_rng_state(checkpoint["rng"]["torch"])
-            random.setstate(_as_tuple(checkpoint["rng"]["python"]))
+            rank = self.trainer.global_rank if self._trainer is not None else 0
+            rng.restore(checkpoint["rng"], rank, self.device)
         expected = self.trainable_names() if self.model is not None else None
         if expected is not None:
             got = set(checkpoint["state_dict"])
@@ -295,11 +295,6 @@ def parameter_groups(module: nn.Module) -> list[dict]:
             (no_decay if id(param) in exempt else decay).append(param)
     groups = [{"params": decay, "name": "decay"}, {"params": no_decay, "weight_decay": 0.0, "name": "no_decay"}]
     return [g for g in groups if g["params"]]
-
-
-def _as_tuple(value):
-    """random.setstate wants the nested tuples that a checkpoint round trip may turn into lists."""
-    return tuple(_as_tuple(v) for v in value) if isinstance(value, (list, tuple)) else value
 
 
 def decoder_flops_per_token(decoder: nn.Module) -> int:
