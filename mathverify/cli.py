@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Optional
 
 import torch
+from jsonargparse import Namespace
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 
 from mathverify.backbone import BackboneError
@@ -23,6 +24,7 @@ from mathverify.errors import SettingsError
 from mathverify.labels import LabelError
 from mathverify.model import VerifierModule
 from mathverify.prompt import PromptError
+from mathverify.quiet import quiet_startup
 from mathverify.sources import DataError
 
 
@@ -77,20 +79,35 @@ class MathVerifyCLI(LightningCLI):
         sub = self.config.get("subcommand")
         if not sub:
             return
+        quiet_startup(sub)
         section = self.config[sub]
         name, version = run_folder(section.logs_dir, section.run_name, section.get("ckpt_path"), sub)
         self.run_dir = Path(section.logs_dir) / name / version
         if section.trainer.get("logger") in (None, True):
-            section.trainer.logger = {
-                "class_path": "lightning.pytorch.loggers.TensorBoardLogger",
-                "init_args": {"save_dir": section.logs_dir, "name": name, "version": version,
-                              "default_hp_metric": False},
-            }
+            if sub == "predict":  # logs no scalar: no empty events file in the training run's folder
+                section.trainer.logger = False
+                section.trainer.default_root_dir = str(self.run_dir)  # config-predict.yaml goes there
+            else:
+                section.trainer.logger = {
+                    "class_path": "lightning.pytorch.loggers.TensorBoardLogger",
+                    "init_args": {"save_dir": section.logs_dir, "name": name, "version": version,
+                                  "default_hp_metric": False},
+                }
+        if section.trainer.get("enable_progress_bar") is not False and not sys.stdout.isatty():
+            # a log file or a pipe: a live progress bar shows nothing until the end; print lines instead
+            callbacks = section.trainer.get("callbacks") or []
+            if not any("Progress" in str(c.get("class_path", "")) for c in callbacks if hasattr(c, "get")):
+                section.trainer.callbacks = [*callbacks, Namespace(class_path="callbacks.progress.LineProgress",
+                                                                   init_args=Namespace())]
 
     def after_instantiate_classes(self) -> None:
         from callbacks.failfast import EndAllRanksOnError
 
         self.trainer.callbacks.append(EndAllRanksOnError())
+        if self.subcommand in ("validate", "test"):
+            from callbacks.eval_step import LogAtCheckpointStep
+
+            self.trainer.callbacks.append(LogAtCheckpointStep())
         if self.subcommand != "predict":
             return
         from callbacks.submission import SubmissionWriter
@@ -248,7 +265,8 @@ def cli_main(args=None) -> None:
         ) from None
 
 
-TRAINER_DEFAULTS = {"log_every_n_steps": 10, "gradient_clip_val": 1.0}  # clipping: TRL's and HF Trainer's
+# clipping: TRL's and HF Trainer's default; max_epochs -1: steps (the rounds) bound a run, not epochs
+TRAINER_DEFAULTS = {"log_every_n_steps": 10, "gradient_clip_val": 1.0, "max_epochs": -1}
 
 
 def _run(args, run: bool = True) -> MathVerifyCLI:
