@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Optional
 
 import torch
-from jsonargparse import Namespace
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 
 from mathverify.backbone import BackboneError
@@ -67,6 +66,18 @@ class MathVerifyCLI(LightningCLI):
         for key in LINKED:
             parser.link_arguments(f"model.{key}", f"data.{key}")
 
+    def _swap_defaults(self) -> None:
+        from lightning.pytorch.callbacks import ModelSummary, RichModelSummary, RichProgressBar, TQDMProgressBar
+
+        from callbacks.progress import LineProgress
+        from callbacks.summary import ParameterSummary
+
+        trainer = self.trainer
+        if getattr(self, "_swap_progress", False):
+            trainer.callbacks = _swap(trainer.callbacks, (RichProgressBar, TQDMProgressBar), LineProgress())
+        if getattr(self, "_swap_summary", False):
+            trainer.callbacks = _swap(trainer.callbacks, (ModelSummary, RichModelSummary), ParameterSummary())
+
     # ----- checkpoint short forms and run folders -------------------------------------------
     def _parse_ckpt_path(self) -> None:
         sub = self.config.get("subcommand")
@@ -93,17 +104,18 @@ class MathVerifyCLI(LightningCLI):
                     "init_args": {"save_dir": section.logs_dir, "name": name, "version": version,
                                   "default_hp_metric": False},
                 }
-        if section.trainer.get("enable_progress_bar") is not False and not sys.stdout.isatty():
-            # a log file or a pipe: a live progress bar shows nothing until the end; print lines instead
-            callbacks = section.trainer.get("callbacks") or []
-            if not any("Progress" in str(c.get("class_path", "")) for c in callbacks if hasattr(c, "get")):
-                section.trainer.callbacks = [*callbacks, Namespace(class_path="callbacks.progress.LineProgress",
-                                                                   init_args=Namespace())]
+        configured = section.trainer.get("callbacks") or []
+        # Lightning's default bar and summary are swapped after instantiation (not saved in config.yaml):
+        # to lines when stdout is a file or pipe (a live bar there shows nothing until the end), and
+        # to a summary without the FLOPs column (it counts nothing without an example input: 0).
+        self._swap_progress = not sys.stdout.isatty() and not _has(configured, "Progress")
+        self._swap_summary = not _has(configured, "Summary")
 
     def after_instantiate_classes(self) -> None:
         from callbacks.failfast import EndAllRanksOnError
 
         self.trainer.callbacks.append(EndAllRanksOnError())
+        self._swap_defaults()
         if self.subcommand in ("validate", "test"):
             from callbacks.eval_step import LogAtCheckpointStep
 
@@ -118,6 +130,15 @@ class MathVerifyCLI(LightningCLI):
             SubmissionWriter(output=output, probabilities=section.probabilities, threshold=section.threshold,
                              overwrite=section.overwrite)
         )
+
+
+def _swap(callbacks: list, kinds: tuple, replacement) -> list:
+    return [replacement if type(c) in kinds else c for c in callbacks]
+
+
+def _has(callbacks: list, kind: str) -> bool:
+    """Whether a callback whose class name contains ``kind`` is configured."""
+    return any(kind in str(c.get("class_path", "")).rsplit(".", 1)[-1] for c in callbacks if hasattr(c, "get"))
 
 
 def _versions(logs_dir: str, run_name: str) -> list[int]:

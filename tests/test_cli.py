@@ -111,21 +111,23 @@ def test_fit_then_predict_with_short_form(tmp_path, tiny_path, monkeypatch):
     assert (logs / "e2e" / "version_1" / "checkpoints" / "last.ckpt").is_file()
 
 
-def test_startup_is_quiet_and_a_pipe_gets_progress_lines(tmp_path, capfd):
+def test_startup_is_quiet_and_a_pipe_gets_progress_lines(tmp_path, capfd, caplog):
     """stdout is not a terminal here (pytest captures it): the CLI prints progress lines instead of
     a live bar, and none of the start-up messages that are not the user's business."""
     import warnings
 
     args = _fit_args(tmp_path / "logs", "quiet", rounds="[{steps: 25}]")
-    args.remove("--trainer.enable_progress_bar")
-    args.remove("false")
+    for flag in ("--trainer.enable_progress_bar", "--trainer.enable_model_summary"):
+        del args[args.index(flag):args.index(flag) + 2]  # Lightning's defaults, as a user gets them
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         cli_main(args)
     out, err = capfd.readouterr()
     assert "step 25/25  round 1: 25/25 batches" in out and "rows/s" in out and "round ETA 0:00" in out
     assert "validation at step 25: val/loss" in out
-    said = err + "\n".join(str(w.message) for w in caught)
+    shown = out + err + caplog.text  # Lightning logs the summary through its logger
+    assert "Trainable params" in shown and "FLOPs" not in shown and "Flops" not in shown  # counted nothing: 0
+    said = shown + "\n".join(str(w.message) for w in caught)
     for noise in ("💡 Tip", "`max_epochs` was not set", "LeafSpec", "`is_gradient_checkpointing` is deprecated",
                   "has `__len__` defined", "module(s) in eval mode"):
         assert noise not in said, noise
