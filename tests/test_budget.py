@@ -19,7 +19,10 @@ def test_budget_stops_with_a_checkpoint_and_resume_finishes(tmp_path, capsys):
     cli_main(_fit_args(logs, "budget", "--trainer.callbacks+=callbacks.budget.TimeBudget",
                        "--trainer.callbacks.seconds=1", "--trainer.callbacks.margin=3600", rounds=rounds))
     assert torch.load(last, weights_only=True)["global_step"] == 1
-    assert "continue with" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "TimeBudget: stopped at step 1 of 4" in err and "continue with:" in err
+    # 3 steps left cannot fit in a 1 s budget that reserves an hour: the message says so
+    assert "with the same 1s budget it stops again; --trainer.callbacks.seconds=" in err
 
     cli_main(_fit_args(logs, "budget", "--ckpt_path", "last", rounds=rounds))
     wall = time.monotonic() - started
@@ -36,3 +39,11 @@ def test_max_steps_that_contradicts_the_rounds_is_refused(tmp_path):
 
     with pytest.raises(SettingsError, match=r"--trainer.max_steps 2 conflicts with the rounds \(1 round\(s\), 4 steps\)"):
         cli_main(_fit_args(tmp_path / "logs", "steps", "--trainer.max_steps", "2", rounds="[{steps: 4}]"))
+
+
+def test_continue_command_resumes_from_last():
+    from callbacks.budget import continue_command
+
+    assert continue_command(["fit", "--config", "c.yaml", "--ckpt_path", "old.ckpt", "--x", "a b"]) == \
+        "mathverify fit --config c.yaml --x 'a b' --ckpt_path last"
+    assert continue_command(["fit", "--ckpt_path=old.ckpt"]) == "mathverify fit --ckpt_path last"
