@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import sys
 import time
 from typing import Optional
@@ -17,7 +18,9 @@ class TimeBudget(Callback):
     restored from the checkpoint, so a resumed run gets its own full budget. After each
     optimizer step it reserves the slowest step seen, the slowest checkpoint save seen and
     ``margin`` seconds; when the next step would cross the deadline it writes ``last.ckpt``
-    (through the run's ModelCheckpoint), stops, and says how to resume. The process exits 0.
+    (through the run's ModelCheckpoint), stops, and prints the command that continues. The
+    process exits 0. With several processes, rank 0 decides and broadcasts its decision (as
+    Lightning's Timer does): the save is collective, so every rank must stop at the same step.
 
     Args:
         seconds: wall-clock budget of this process, from setup.
@@ -33,6 +36,8 @@ class TimeBudget(Callback):
         self._slowest_step = 0.0
         self._slowest_save = 0.0
         self._last_step = -1
+        self._steps_timed, self._step_seconds = 0, 0.0
+        self._first_step_at = 0.0  # seconds from setup to the first step: start-up a resume pays again
         self.stopped_early = False
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
@@ -44,22 +49,38 @@ class TimeBudget(Callback):
     def on_train_batch_start(self, trainer: Trainer, pl_module: LightningModule, batch, batch_idx: int) -> None:
         if trainer.global_step != self._last_step:  # first micro-batch of an optimizer step
             self._step_started = time.monotonic()
+            if self._steps_timed == 0:
+                self._first_step_at = self.elapsed()
             self._last_step = trainer.global_step
 
     def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs, batch, batch_idx: int) -> None:
         if trainer.global_step == self._last_step:
             return  # still accumulating: a step is not finished
-        self._slowest_step = max(self._slowest_step, time.monotonic() - self._step_started)
+        step_seconds = time.monotonic() - self._step_started
+        self._slowest_step = max(self._slowest_step, step_seconds)
+        self._steps_timed += 1
+        self._step_seconds += step_seconds
         reserve = self._slowest_step + self._slowest_save + self.margin
-        if self.elapsed() + reserve < self.seconds or trainer.should_stop:
+        stop = not trainer.should_stop and self.elapsed() + reserve >= self.seconds
+        if not trainer.strategy.broadcast(stop, src=0):  # rank 0's clock decides for every rank
             return
         self._save_last(trainer)
         trainer.should_stop = True
         self.stopped_early = True
         if trainer.is_global_zero:
-            message = (f"TimeBudget: stopped at step {trainer.global_step} after {self.elapsed():.0f}s of "
-                       f"{self.seconds:.0f}s; continue with the same command plus --ckpt_path last")
-            print(message, file=sys.stderr, flush=True)
+            print(self._stop_message(trainer), file=sys.stderr, flush=True)
+
+    def _stop_message(self, trainer: Trainer) -> str:
+        step, total = trainer.global_step, trainer.max_steps
+        message = (f"TimeBudget: stopped at step {step} of {total} after {self.elapsed():.0f}s of "
+                   f"{self.seconds:.0f}s; continue with:\n  {continue_command()}")
+        if total and total > step and self._steps_timed:
+            left = (total - step) * self._step_seconds / self._steps_timed  # at this process's mean pace
+            if left + self._slowest_save + self.margin > self.seconds - self._first_step_at:
+                enough = left + self._slowest_save + self.margin + self._first_step_at
+                message += (f"\n  about {left:.0f}s of training remain: with the same {self.seconds:.0f}s budget "
+                            f"it stops again; --trainer.callbacks.seconds={enough * 1.2:.0f} would finish")
+        return message
 
     def _save_last(self, trainer: Trainer) -> None:
         started = time.monotonic()
@@ -67,3 +88,17 @@ class TimeBudget(Callback):
             if isinstance(callback, ModelCheckpoint) and callback.save_last:
                 callback._save_last_checkpoint(trainer, callback._monitor_candidates(trainer))
         self._slowest_save = max(self._slowest_save, time.monotonic() - started)
+
+
+def continue_command(argv: Optional[list[str]] = None) -> str:
+    """This process's command line with ``--ckpt_path last`` (replacing any other ``--ckpt_path``)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    kept, skip = [], False
+    for arg in args:
+        if skip:
+            skip = False
+        elif arg == "--ckpt_path":
+            skip = True
+        elif not arg.startswith("--ckpt_path="):
+            kept.append(arg)
+    return shlex.join(["mathverify", *kept, "--ckpt_path", "last"])

@@ -3,9 +3,6 @@ written atomically."""
 
 from __future__ import annotations
 
-import os
-import tempfile
-from pathlib import Path
 from typing import Any, Literal, Optional
 
 import torch
@@ -13,31 +10,16 @@ from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
+from mathverify.atomic import atomic_file
+
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """Writes a checkpoint to a temporary file in the same folder, fsyncs it, then renames it.
-
-    A kill during a save leaves the previous file intact: the rename is the only visible step.
-    """
+    """Writes each checkpoint through ``mathverify.atomic``: a kill during a save leaves the
+    previous file intact (the rename is the only visible step)."""
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Optional[Any] = None) -> None:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(handle, "wb") as out:
-                torch.save(checkpoint, out)
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        folder = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(folder)  # make the rename itself durable
-        finally:
-            os.close(folder)
+        with atomic_file(path, "wb") as out:
+            torch.save(checkpoint, out)
 
 
 class RoundCheckpoint(ModelCheckpoint):
@@ -53,14 +35,15 @@ class RoundCheckpoint(ModelCheckpoint):
         monitor: metric that picks the best checkpoint (threshold-free: loss or AUROC).
         mode: ``min`` or ``max`` for ``monitor``.
         save_top_k: how many best checkpoints to keep.
-        filename: name pattern of the best checkpoints.
+        filename: name pattern of the best checkpoints; ``{round}`` counts from 1, as the rounds
+            table does (``{epoch}`` is Lightning's 0-based epoch).
         dirpath: folder; default ``<run folder>/checkpoints``.
         every_n_train_steps: also save ``last.ckpt`` every N optimizer steps inside a round
             (0: only at round ends), so a crash loses at most N steps.
     """
 
     def __init__(self, monitor: str = "val/loss", mode: Literal["min", "max"] = "min", save_top_k: int = 1,
-                 filename: str = "round{epoch}-step{step}", dirpath: Optional[str] = None,
+                 filename: str = "round{round}-step{step}", dirpath: Optional[str] = None,
                  every_n_train_steps: int = 0) -> None:
         super().__init__(dirpath=dirpath, filename=filename, monitor=monitor, mode=mode, save_top_k=save_top_k,
                          save_last=True, auto_insert_metric_name=False)
@@ -71,6 +54,11 @@ class RoundCheckpoint(ModelCheckpoint):
         super().setup(trainer, pl_module, stage)
         if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:
             trainer.strategy.checkpoint_io = AtomicCheckpointIO()
+
+    def _monitor_candidates(self, trainer: Trainer) -> dict:
+        candidates = super()._monitor_candidates(trainer)
+        candidates["round"] = torch.tensor(trainer.current_epoch + 1)  # one numbering with the rounds table
+        return candidates
 
     def _save_last_checkpoint(self, trainer: Trainer, monitor_candidates: dict) -> None:
         super()._save_last_checkpoint(trainer, monitor_candidates)

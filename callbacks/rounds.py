@@ -12,7 +12,9 @@ import time
 from typing import Optional, TypedDict
 
 from lightning.pytorch import Callback, LightningModule, Trainer
-from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
+from lightning.pytorch.utilities import rank_zero_info
+
+from mathverify.errors import SettingsError
 
 
 class Round(TypedDict, total=False):
@@ -30,8 +32,8 @@ class StepRounds(Callback):
     Args:
         rounds: one entry per round: ``steps`` (optimizer steps), and optionally ``accumulate``
             (gradient-accumulation micro-batches, default 1), ``batch_size`` (micro-batch size,
-            default ``data.batch_size``), ``lr`` (peak learning rate of the main parameter group
-            from this round on; a group with its own rate, like the evidence head's, keeps it).
+            default ``data.batch_size``), ``lr`` (peak learning rate from this round on; a parameter
+            group marked ``own_lr``, like the evidence head's, keeps its rate).
         stop_after_each_round: end ``fit`` after every round; the next ``fit --ckpt_path last``
             continues with the following round.
     """
@@ -45,8 +47,9 @@ class StepRounds(Callback):
         self.rounds = [dict(r) for r in rounds]
         self.stop_after_each_round = stop_after_each_round
         self.history: list[dict] = []
-        self._started = 0.0
-        self._rows_before = 0
+        self._carried: dict[int, float] = {}  # round index -> seconds spent in it by earlier processes
+        self._clock: Optional[tuple[int, float]] = None  # (round index, monotonic start) in this process
+        self._rows_before: dict[int, int] = {}
 
     @property
     def total_steps(self) -> int:
@@ -64,7 +67,10 @@ class StepRounds(Callback):
         datamodule.round_plan = self.plan
         trainer.reload_dataloaders_every_n_epochs = 1  # each round's loader: its length and batch size
         if trainer.max_steps not in (-1, None, self.total_steps):
-            rank_zero_warn(f"trainer.max_steps={trainer.max_steps} replaced by the rounds' total {self.total_steps}")
+            raise SettingsError(
+                f"--trainer.max_steps {trainer.max_steps} conflicts with the rounds ({len(self.rounds)} round(s), "
+                f"{self.total_steps} steps), which set the run's length: change the rounds' steps, or drop max_steps"
+            )
         trainer.fit_loop.epoch_loop.max_steps = self.total_steps
         trainer.fit_loop.max_epochs = len(self.rounds)
 
@@ -73,19 +79,37 @@ class StepRounds(Callback):
         r = self.round_of(epoch)
         return int(r["steps"]) * int(r.get("accumulate", 1)), r.get("batch_size")
 
+    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        # A run resumed inside a round gets no on_train_epoch_start from Lightning: set the round up here.
+        self._enter_round(trainer)
+
     def on_train_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        r = self.round_of(trainer.current_epoch)
+        self._enter_round(trainer)
+
+    def _enter_round(self, trainer: Trainer) -> None:
+        """This round's accumulation and learning rate, and its clock (idempotent within a round)."""
+        epoch = trainer.current_epoch
+        r = self.round_of(epoch)
         trainer.accumulate_grad_batches = int(r.get("accumulate", 1))
         if r.get("lr") is not None:
             for config in trainer.lr_scheduler_configs:
                 scheduler = config.scheduler
-                # The round's rate is the main group's (LoRA); other groups (the evidence head's
-                # own rate) keep theirs.
-                scheduler.base_lrs = [float(r["lr"])] + list(scheduler.base_lrs[1:])
+                # Every group takes the round's rate except one marked ``own_lr`` (the evidence head's).
+                groups = scheduler.optimizer.param_groups
+                scheduler.base_lrs = [base if group.get("own_lr") else float(r["lr"])
+                                      for group, base in zip(groups, scheduler.base_lrs)]
                 for group, lr in zip(scheduler.optimizer.param_groups, scheduler.get_lr()):
                     group["lr"] = lr
-        self._started = time.monotonic()
-        self._rows_before = _rows_seen(trainer)
+        if self._clock is None or self._clock[0] != epoch:
+            if self._clock is not None:
+                self._carried[self._clock[0]] = self.seconds_in(self._clock[0])
+            self._clock = (epoch, time.monotonic())
+        self._rows_before.setdefault(epoch, _rows_seen(trainer))  # kept from the checkpoint on a resume
+
+    def seconds_in(self, epoch: int) -> float:
+        """Wall time spent in round ``epoch`` (0-based), summed over this process and earlier ones."""
+        running = time.monotonic() - self._clock[1] if self._clock is not None and self._clock[0] == epoch else 0.0
+        return self._carried.get(epoch, 0.0) + running
 
     def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if trainer.sanity_checking or trainer.state.fn != "fit":
@@ -94,9 +118,9 @@ class StepRounds(Callback):
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
         self.history = [h for h in self.history if h["round"] != epoch + 1]
         self.history.append({
-            "round": epoch + 1, "steps": trainer.global_step, "rows": _rows_seen(trainer) - self._rows_before,
+            "round": epoch + 1, "steps": trainer.global_step, "rows": _rows_seen(trainer) - self._rows_before[epoch],
             "acc": metrics.get("val/acc", float("nan")), "f1": metrics.get("val/f1", float("nan")),
-            "loss": metrics.get("val/loss", float("nan")), "seconds": time.monotonic() - self._started,
+            "loss": metrics.get("val/loss", float("nan")), "seconds": self.seconds_in(epoch),
         })
 
     def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
@@ -110,10 +134,14 @@ class StepRounds(Callback):
             rank_zero_info(format_table(self.history))
 
     def state_dict(self) -> dict:
-        return {"history": self.history}
+        rounds = set(self._carried) | ({self._clock[0]} if self._clock is not None else set())
+        return {"history": self.history, "seconds": {e: self.seconds_in(e) for e in rounds},
+                "rows_before": dict(self._rows_before)}
 
     def load_state_dict(self, state_dict: dict) -> None:
         self.history = list(state_dict.get("history", []))
+        self._carried = {int(e): float(s) for e, s in state_dict.get("seconds", {}).items()}
+        self._rows_before = {int(e): int(r) for e, r in state_dict.get("rows_before", {}).items()}
 
 
 def _rows_seen(trainer: Trainer) -> int:

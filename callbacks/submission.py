@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-import tempfile
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -15,6 +14,8 @@ import lightning.pytorch as pl
 from lightning.pytorch.callbacks import BasePredictionWriter
 
 from callbacks._decision import is_predicted_true
+from mathverify.atomic import atomic_file
+from mathverify.errors import SettingsError
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,8 @@ class SubmissionWriter(BasePredictionWriter):
                 the highest P(True), ``question,solutions,ID,answer,p_true``.
         """
         super().__init__(write_interval="batch")
+        if threshold is not None and not 0 < threshold < 1:  # 0 or 1 would make every row True or False
+            raise SettingsError(f"--threshold must be strictly between 0 and 1, got {threshold}")
         self.output = Path(output)
         self.probabilities = Path(probabilities) if probabilities is not None else None
         self.threshold = threshold
@@ -92,7 +95,8 @@ class SubmissionWriter(BasePredictionWriter):
     def _refuse_to_overwrite(self) -> None:
         for path in (self.output, self.probabilities, self.best_answers):
             if path is not None and path.exists() and not self.overwrite:
-                raise FileExistsError(f"{path} already exists; set overwrite=True (SubmissionWriter) to replace it")
+                # SettingsError: the CLI prints it as one line, ``mathverify: error: ...``
+                raise SettingsError(f"{path} already exists; add --overwrite true to replace it")
 
     def _part_path(self, rank: int) -> Path:
         return self.output.with_name(f"{self.output.name}.part-rank{rank}.jsonl")
@@ -187,17 +191,8 @@ def _check_rows_complete(row_indices: Collection[int]) -> None:
 
 
 def _write_csv_atomically(path: Path, header: Sequence[str], rows: Iterable[Sequence[str]]) -> None:
-    """Write to a temp file in the same folder, then rename: readers never see half a CSV."""
-    handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", newline="", encoding="utf-8") as temp_file:
-            writer = csv.writer(temp_file, lineterminator="\n")
-            writer.writerow(header)
-            writer.writerows(rows)
-            temp_file.flush()
-            os.fsync(temp_file.fileno())
-        os.chmod(temp_name, 0o644)  # mkstemp makes it private; a submission is an ordinary file
-        os.replace(temp_name, path)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
+    """Readers never see half a CSV (``mathverify.atomic``)."""
+    with atomic_file(path, "w", newline="", encoding="utf-8") as out:
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(header)
+        writer.writerows(rows)

@@ -22,6 +22,8 @@ def best_thresholds(probs: Tensor, labels: Tensor) -> dict[str, float]:
     pos_below = torch.cat([torch.zeros(1, dtype=torch.float64), torch.cumsum(y, 0)])
     valid = torch.ones(n + 1, dtype=torch.bool)
     valid[1:n] = p[1:] > p[:-1]
+    valid[0] = bool(p[0] > 0)  # "all True" needs a threshold below p[0] that is still > 0
+    valid[n] = bool(p[-1] < 1)  # "all False" needs one at or above p[-1] that is still < 1
     tp = positives - pos_below
     predicted_true = n - torch.arange(n + 1, dtype=torch.float64)
     accuracy = (neg_below + tp) / n
@@ -38,10 +40,11 @@ def best_thresholds(probs: Tensor, labels: Tensor) -> dict[str, float]:
 
 
 def _cut_value(p: Tensor, k: int) -> float:
-    """A threshold t with p[k-1] <= t < p[k]: the lower value itself (decision is p > t)."""
-    if k == 0:
-        return max(0.0, float(p[0]) - 1e-6)
-    return float(p[k - 1])
+    """The midpoint t of p[k-1] and p[k] (taking p[-1] = 0, p[n] = 1), so p[k-1] <= t < p[k] for the
+    decision ``p > t``, and t lies in (0, 1) whenever the cut is valid: predict can use it as is."""
+    low = float(p[k - 1]) if k > 0 else 0.0
+    high = float(p[k]) if k < len(p) else 1.0
+    return (low + high) / 2
 
 
 class DecisionThreshold(Callback):

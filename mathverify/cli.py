@@ -23,11 +23,16 @@ from mathverify.errors import SettingsError
 from mathverify.labels import LabelError
 from mathverify.model import VerifierModule
 from mathverify.prompt import PromptError
+from mathverify.quiet import quiet_startup
 from mathverify.sources import DataError
 
 
 class CheckpointError(ValueError):
     """A checkpoint file that cannot be loaded safely."""
+
+
+class CheckpointRefused(CheckpointError):
+    """A checkpoint that ``weights_only`` loading refuses (it holds more than tensors): not corrupt."""
 
 
 USER_ERRORS = (DataError, PromptError, BackboneError, CheckpointError, LabelError, SettingsError)
@@ -64,6 +69,18 @@ class MathVerifyCLI(LightningCLI):
         for key in LINKED:
             parser.link_arguments(f"model.{key}", f"data.{key}")
 
+    def _swap_defaults(self) -> None:
+        from lightning.pytorch.callbacks import ModelSummary, RichModelSummary, RichProgressBar, TQDMProgressBar
+
+        from callbacks.progress import LineProgress
+        from callbacks.summary import ParameterSummary
+
+        trainer = self.trainer
+        if getattr(self, "_swap_progress", False):
+            trainer.callbacks = _swap(trainer.callbacks, (RichProgressBar, TQDMProgressBar), LineProgress())
+        if getattr(self, "_swap_summary", False):
+            trainer.callbacks = _swap(trainer.callbacks, (ModelSummary, RichModelSummary), ParameterSummary())
+
     # ----- checkpoint short forms and run folders -------------------------------------------
     def _parse_ckpt_path(self) -> None:
         sub = self.config.get("subcommand")
@@ -76,17 +93,36 @@ class MathVerifyCLI(LightningCLI):
         sub = self.config.get("subcommand")
         if not sub:
             return
+        quiet_startup(sub)
         section = self.config[sub]
         name, version = run_folder(section.logs_dir, section.run_name, section.get("ckpt_path"), sub)
         self.run_dir = Path(section.logs_dir) / name / version
         if section.trainer.get("logger") in (None, True):
-            section.trainer.logger = {
-                "class_path": "lightning.pytorch.loggers.TensorBoardLogger",
-                "init_args": {"save_dir": section.logs_dir, "name": name, "version": version,
-                              "default_hp_metric": False},
-            }
+            if sub == "predict":  # logs no scalar: no empty events file in the training run's folder
+                section.trainer.logger = False
+                section.trainer.default_root_dir = str(self.run_dir)  # config-predict.yaml goes there
+            else:
+                section.trainer.logger = {
+                    "class_path": "lightning.pytorch.loggers.TensorBoardLogger",
+                    "init_args": {"save_dir": section.logs_dir, "name": name, "version": version,
+                                  "default_hp_metric": False},
+                }
+        configured = section.trainer.get("callbacks") or []
+        # Lightning's default bar and summary are swapped after instantiation (not saved in config.yaml):
+        # to lines when stdout is a file or pipe (a live bar there shows nothing until the end), and
+        # to a summary without the FLOPs column (it counts nothing without an example input: 0).
+        self._swap_progress = not sys.stdout.isatty() and not _has(configured, "Progress")
+        self._swap_summary = not _has(configured, "Summary")
 
     def after_instantiate_classes(self) -> None:
+        from callbacks.failfast import EndAllRanksOnError
+
+        self.trainer.callbacks.append(EndAllRanksOnError())
+        self._swap_defaults()
+        if self.subcommand in ("validate", "test"):
+            from callbacks.eval_step import LogAtCheckpointStep
+
+            self.trainer.callbacks.append(LogAtCheckpointStep())
         if self.subcommand != "predict":
             return
         from callbacks.submission import SubmissionWriter
@@ -99,6 +135,15 @@ class MathVerifyCLI(LightningCLI):
         )
 
 
+def _swap(callbacks: list, kinds: tuple, replacement) -> list:
+    return [replacement if type(c) in kinds else c for c in callbacks]
+
+
+def _has(callbacks: list, kind: str) -> bool:
+    """Whether a callback whose class name contains ``kind`` is configured."""
+    return any(kind in str(c.get("class_path", "")).rsplit(".", 1)[-1] for c in callbacks if hasattr(c, "get"))
+
+
 def _versions(logs_dir: str, run_name: str) -> list[int]:
     root = Path(logs_dir) / run_name
     found = [re.fullmatch(r"version_(\d+)", p.name) for p in root.glob("version_*")] if root.is_dir() else []
@@ -106,13 +151,17 @@ def _versions(logs_dir: str, run_name: str) -> list[int]:
 
 
 def resolve_ckpt_path(value: Optional[str], logs_dir: str, run_name: str, subcommand: str) -> Optional[str]:
-    """Turn ``last``/``best``/``RUN:last``/``RUN:best`` into an intact checkpoint file path."""
+    """Turn ``last``/``best``/``RUN:last``/``RUN:best`` into an intact checkpoint file path.
+
+    Raises CheckpointError (one line, every file tried and why it was not used) rather than
+    quietly starting over; only ``fit --ckpt_path last`` with no checkpoint at all starts a new run.
+    """
     if not value:
         return value
     match = SHORT_FORM.match(str(value))
     if match is None or Path(value).is_file():
         if not Path(value).is_file():
-            raise SystemExit(f"mathverify: checkpoint {value} does not exist")
+            raise CheckpointError(f"checkpoint {value} does not exist")
         return check_checkpoint(value)
     run = match.group("run") or run_name
     name, _, version = run.partition("/")
@@ -125,7 +174,7 @@ def resolve_ckpt_path(value: Optional[str], logs_dir: str, run_name: str, subcom
     if subcommand == "fit" and match.group("which") == "last":
         print(f"mathverify: no checkpoint in {Path(logs_dir) / name} yet; starting a new run", file=sys.stderr)
         return None
-    raise SystemExit(f"mathverify: no checkpoint found for {value!r} under {Path(logs_dir) / name}")
+    raise CheckpointError(f"no checkpoint found for {value!r} under {Path(logs_dir) / name}")
 
 
 def _load_checkpoint(path) -> dict:
@@ -140,34 +189,44 @@ def _load_checkpoint(path) -> dict:
         return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except pickle.UnpicklingError as err:
         first = str(err).strip().splitlines()[0][:160]
-        raise CheckpointError(f"{path}: refused: it holds more than tensors and plain types ({first})") from None
+        raise CheckpointRefused(f"{path}: refused: it holds more than tensors and plain types ({first})") from None
     except (RuntimeError, EOFError, OSError, ValueError) as err:
         first = str(err).strip().splitlines()[0][:160] if str(err).strip() else type(err).__name__
         raise CheckpointError(f"{path}: unreadable checkpoint (truncated or corrupt: {first})") from None
 
 
 def check_checkpoint(path: str) -> str:
-    try:
-        _load_checkpoint(path)
-    except CheckpointError as err:
-        raise SystemExit(f"mathverify: {err}") from None
+    _load_checkpoint(path)
     return path
 
 
 def newest_intact(folder: Path) -> Optional[str]:
-    """``last.ckpt`` if it loads, else the newest other checkpoint that does (with a warning)."""
+    """``last.ckpt`` if it loads, else the newest other checkpoint that does (with a warning).
+
+    None when the folder holds no checkpoint. A truncated file is skipped with a warning (a save
+    cut short); a refused one (it would run code) stops the search: falling back past it would
+    hide a file someone must look at. When files exist but none loads, the error names each.
+    """
     if not folder.is_dir():
         return None
     others = sorted((p for p in folder.glob("*.ckpt") if p.name != "last.ckpt"),
                     key=lambda p: p.stat().st_mtime, reverse=True)
     candidates = ([folder / "last.ckpt"] if (folder / "last.ckpt").is_file() else []) + others
+    failures = []
     for candidate in candidates:
         try:
             _load_checkpoint(candidate)
+        except CheckpointRefused as err:
+            raise CheckpointRefused(f"{err}; not falling back to an older checkpoint: inspect or remove it, "
+                                    "or give one with --ckpt_path FILE") from None
         except CheckpointError as err:
-            print(f"mathverify: warning: {err}; trying an older checkpoint", file=sys.stderr)
+            failures.append(str(err))
             continue
+        for failure in failures:
+            print(f"mathverify: warning: {failure}; using {candidate.name} instead", file=sys.stderr)
         return str(candidate)
+    if failures:
+        raise CheckpointError(f"{len(failures)} checkpoint(s) in {folder}, none loads: " + "; ".join(failures))
     return None
 
 
@@ -222,22 +281,29 @@ def cli_main(args=None) -> None:
         _run(None)
     except USER_ERRORS as err:
         raise SystemExit(f"mathverify: error: {err}") from None
-    except torch.OutOfMemoryError:  # the advice matters more than the allocator's report
+    except getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError):  # torch < 2.5: only the CUDA name
+        # the advice matters more than the allocator's report
         raise SystemExit(
             "mathverify: out of GPU memory: lower --data.batch_size (raise accumulation in the rounds instead), "
             "lower --model.max_length, set --model.gradient_checkpointing true, or use --model.quantization 4bit"
         ) from None
 
 
-def _run(args) -> None:
-    MathVerifyCLI(
+# clipping: TRL's and HF Trainer's default; max_epochs -1: steps (the rounds) bound a run, not epochs
+TRAINER_DEFAULTS = {"log_every_n_steps": 10, "gradient_clip_val": 1.0, "max_epochs": -1}
+
+
+def _run(args, run: bool = True) -> MathVerifyCLI:
+    """The CLI; ``run=False`` only parses and instantiates (trainer, model, data, callbacks)."""
+    return MathVerifyCLI(
         VerifierModule,
         VerifyDataModule,
         save_config_callback=RunConfigSaver,
         save_config_kwargs={"overwrite": True},
         seed_everything_default=0,
-        trainer_defaults={"log_every_n_steps": 10},
+        trainer_defaults=dict(TRAINER_DEFAULTS),
         args=args,
+        run=run,
     )
 
 

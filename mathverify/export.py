@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import sys
-import tempfile
 from pathlib import Path
+
+from mathverify.atomic import atomic_folder
 
 
 def load_module_from_checkpoint(ckpt_path: str):
@@ -48,9 +48,7 @@ def export_checkpoint(ckpt_path: str, output: str, merged: bool = False, overwri
     hp = module.hparams
     tokenizer = load_tokenizer(hp.backbone, hp.trust_remote_code)
     encoder = PromptEncoder(tokenizer, hp.prompt_template, hp.positive_label, hp.negative_label, hp.max_length)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
-    try:
+    with atomic_folder(target) as tmp:  # mathverify.atomic: the folder appears complete or not at all
         module.model.save_pretrained(tmp)  # adapter_config.json + adapter_model.safetensors
         tokenizer.save_pretrained(tmp)
         if hp.head == "classifier":
@@ -72,12 +70,6 @@ def export_checkpoint(ckpt_path: str, output: str, merged: bool = False, overwri
         (tmp / "mathverify.json").write_text(json.dumps(meta, indent=2))
         if merged:
             _write_merged(tmp, meta["base_model"], hp)
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return target
 
 
@@ -121,9 +113,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--merged", action="store_true", help="also write merged/ (a full model with LoRA merged in)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     args = parser.parse_args(argv)
-    from mathverify.cli import resolve_ckpt_path
+    from mathverify.cli import CheckpointError, resolve_ckpt_path
 
-    ckpt = resolve_ckpt_path(args.ckpt_path, args.logs_dir, "mathverify", "export")
+    try:
+        ckpt = resolve_ckpt_path(args.ckpt_path, args.logs_dir, "mathverify", "export")
+    except CheckpointError as err:
+        raise SystemExit(f"mathverify export: error: {err}") from None
     folder = export_checkpoint(ckpt, args.output, merged=args.merged, overwrite=args.overwrite)
     print(f"mathverify export: wrote {folder} from {ckpt}")
     return 0

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import random
 from typing import Literal, Optional
 
 import lightning.pytorch as pl
@@ -11,6 +10,7 @@ import torch
 from lightning.pytorch.cli import OptimizerCallable
 from torch import nn
 
+from mathverify import rng
 from mathverify.backbone import LLAMA_PROJECTIONS, load_causal_lm, load_tokenizer
 from mathverify.errors import SettingsError
 from mathverify.evidence import N_FEATURES
@@ -52,7 +52,8 @@ class VerifierModule(pl.LightningModule):
         class_weights: cross-entropy weights for (wrong, correct); None for unweighted.
         threshold: decision threshold on P(correct) for validate/test/predict.
         gradient_checkpointing: recompute activations in backward (non-reentrant, DDP-safe).
-        optimizer: optimizer factory over the trainable parameters (default AdamW, lr 2e-4, wd 0.01).
+        optimizer: optimizer factory over the trainable parameters (default AdamW, lr 2e-4, wd 0.01);
+            its weight decay applies to matrices only, never to biases, norms or embeddings.
         warmup_fraction: share of ``trainer.max_steps`` spent warming the learning rate up linearly.
         schedule: learning-rate decay after warm-up: ``cosine``, ``linear`` or ``constant``.
         trust_remote_code: let transformers run code shipped with a hub model (off unless asked).
@@ -272,12 +273,11 @@ class VerifierModule(pl.LightningModule):
 
     # ----- optimisation ---------------------------------------------------------------------
     def configure_optimizers(self):
-        evidence = [p for p in self.evidence_head.parameters()] if self.evidence_head is not None else []
-        chosen = {id(p) for p in evidence}
-        params = [p for p in self.parameters() if p.requires_grad and id(p) not in chosen]
-        groups = [{"params": params}]
-        if evidence:  # a few hundred weights that must move far in a few hundred steps: their own rate
-            groups.append({"params": evidence, "lr": self.hparams.evidence_lr, "weight_decay": 0.0})
+        groups = parameter_groups(self, leave_out=self.evidence_head)
+        if self.evidence_head is not None:  # a few hundred weights that must move far in a few hundred
+            # steps: their own rate (``own_lr``: a round's lr change leaves it alone), no decay
+            groups.append({"params": list(self.evidence_head.parameters()), "lr": self.hparams.evidence_lr,
+                           "weight_decay": 0.0, "name": "evidence", "own_lr": True})
         optimizer = self.optimizer_factory(groups)
         # trainer.max_steps, not estimated_stepping_batches: reading the latter makes Lightning
         # skip restoring the dataloader state on resume (Lightning issue 20550).
@@ -300,6 +300,18 @@ class VerifierModule(pl.LightningModule):
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
+    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
+        """``trainer.gradient_clip_val`` under FSDP too: Lightning refuses norm clipping there (a
+        plain clip_grad_norm_ would see only this rank's shard); the root FSDP unit's own
+        ``clip_grad_norm_`` takes the norm over all shards."""
+        from torch.distributed.fsdp import FullyShardedDataParallel
+
+        wrapped = self.trainer.strategy.model
+        if gradient_clip_val and gradient_clip_algorithm in (None, "norm") and isinstance(wrapped, FullyShardedDataParallel):
+            wrapped.clip_grad_norm_(gradient_clip_val)
+            return
+        super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
+
     # ----- checkpoints: trainable weights only ----------------------------------------------
     def trainable_names(self) -> set[str]:
         """State-dict keys of the trainable weights (FSDP/activation-checkpoint wrapper names removed)."""
@@ -318,13 +330,13 @@ class VerifierModule(pl.LightningModule):
         names = self.trainable_names()
         checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in names}
         checkpoint["decision_threshold"] = float(self.threshold)  # tuned on validation, used by predict
-        checkpoint["rng"] = {"torch": torch.get_rng_state(), "python": random.getstate()}  # dropout, resumes
+        checkpoint["rng"] = rng.capture(self.device)  # every rank's generators (dropout), for exact resumes
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         self.threshold = float(checkpoint.get("decision_threshold", self.threshold))
         if "rng" in checkpoint:
-            torch.set_rng_state(checkpoint["rng"]["torch"])
-            random.setstate(_as_tuple(checkpoint["rng"]["python"]))
+            rank = self.trainer.global_rank if self._trainer is not None else 0
+            rng.restore(checkpoint["rng"], rank, self.device)
         expected = self.trainable_names() if self.model is not None else None
         if expected is not None:
             got = set(checkpoint["state_dict"])
@@ -336,9 +348,24 @@ class VerifierModule(pl.LightningModule):
                 )
 
 
-def _as_tuple(value):
-    """random.setstate wants the nested tuples that a checkpoint round trip may turn into lists."""
-    return tuple(_as_tuple(v) for v in value) if isinstance(value, (list, tuple)) else value
+def parameter_groups(module: nn.Module, leave_out: Optional[nn.Module] = None) -> list[dict]:
+    """The trainable parameters in two groups: weight decay for matrices (LoRA A/B, linear
+    weights), none for biases, norm scales and embeddings (HF Trainer and TRL's rule; decaying an
+    RMSNorm scale pulls it towards zero, not towards its initial 1; HF Trainer exempts biases and
+    norms, minGPT embeddings too). Empty groups are left out, and so are ``leave_out``'s parameters."""
+    exempt: set[int] = set()  # a weight tied to an embedding (lm_head) counts as an embedding
+    for owner in module.modules():
+        owner_exempt = isinstance(owner, nn.Embedding) or "norm" in type(owner).__name__.lower()
+        for name, param in owner.named_parameters(recurse=False):
+            if owner_exempt or name.endswith("bias") or param.ndim < 2:
+                exempt.add(id(param))
+    left_out = {id(p) for p in leave_out.parameters()} if leave_out is not None else set()
+    decay, no_decay = [], []
+    for param in module.parameters():  # each parameter once, even when tied
+        if param.requires_grad and id(param) not in left_out:
+            (no_decay if id(param) in exempt else decay).append(param)
+    groups = [{"params": decay, "name": "decay"}, {"params": no_decay, "weight_decay": 0.0, "name": "no_decay"}]
+    return [g for g in groups if g["params"]]
 
 
 def decoder_flops_per_token(decoder: nn.Module) -> int:

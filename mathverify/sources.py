@@ -125,9 +125,7 @@ def _probe(part: Part) -> None:
         if first is None:
             raise DataError(f"{part.name}: no data rows (empty, or a header only)")
         columns, rows = [c for c in first if c != BAD_ROW], 1
-    missing = [c for c in REQUIRED if c not in columns]
-    if missing:
-        raise DataError(f"{part.name}: missing column(s) {', '.join(missing)}; found {', '.join(map(str, columns)) or 'none'}")
+    _check_columns(part, columns)
     if rows == 0:
         raise DataError(f"{part.name}: no data rows (a schema only)")
 
@@ -294,9 +292,10 @@ def iter_rows(parts: list[Part], start: int = 0) -> Iterator[tuple[str, int, dic
             yield part.name, number, row
 
 
-def _check_columns(part: Part, row: dict) -> None:
-    missing = [c for c in REQUIRED if c not in row]
+def _check_columns(part: Part, columns) -> None:
+    """The one missing-column check: ``columns`` is a file's header (or a first row's keys)."""
+    missing = [c for c in REQUIRED if c not in columns]
     if missing:
         raise DataError(
-            f"{part.name}: missing column(s) {', '.join(missing)}; found {', '.join(map(str, row)) or 'none'}"
+            f"{part.name}: missing column(s) {', '.join(missing)}; found {', '.join(map(str, columns)) or 'none'}"
         )

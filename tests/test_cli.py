@@ -2,6 +2,8 @@
 
 import csv
 import json
+import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -41,7 +43,7 @@ def _read_csv(path: Path) -> list[dict]:
         return list(csv.DictReader(handle))
 
 
-def test_fit_then_predict_with_short_form(tmp_path, tiny_path):
+def test_fit_then_predict_with_short_form(tmp_path, tiny_path, monkeypatch):
     logs = tmp_path / "logs"
     cli_main(_fit_args(logs, "e2e"))
     run_dir = logs / "e2e" / "version_0"
@@ -63,17 +65,29 @@ def test_fit_then_predict_with_short_form(tmp_path, tiny_path):
 
     from mathverify.cli import resolve_ckpt_path
     best = resolve_ckpt_path("e2e:best", str(logs), "mathverify", "predict")
-    assert Path(best).name.startswith("round") and Path(best).is_file()
+    assert Path(best).is_file()
+    name = re.fullmatch(r"round(\d+)-step(\d+)\.ckpt", Path(best).name)  # one round numbering with the table
+    assert name and (int(name[1]), int(name[2])) in [(h["round"], h["steps"]) for h in history]
     assert resolve_ckpt_path("last", str(logs), "e2e", "predict").endswith("version_0/checkpoints/last.ckpt")
 
     test_file = tmp_path / "test.csv"
     from mathverify.synthetic import write_rows
     write_rows(test_file, 37, seed=9, test=True)
+    events = sorted(run_dir.glob("events.out.tfevents.*"))
     cli_main(["predict", "--logs_dir", str(logs), "--ckpt_path", "e2e:best", "--data.predict_files", str(test_file),
               "--probabilities", str(tmp_path / "p.csv"), "--trainer.enable_progress_bar", "false"])
+    assert sorted(run_dir.glob("events.out.tfevents.*")) == events  # predict logs nothing: no empty events file
+    assert (run_dir / "config-predict.yaml").is_file()
     rows = _read_csv(run_dir / "submission.csv")
     assert [r["ID"] for r in rows] == [str(i) for i in range(37)]
     assert {r["is_correct"] for r in rows} <= {"True", "False"}
+    # predicting again refuses to replace the submission: one line naming the flag, no traceback
+    monkeypatch.setattr(sys, "argv", ["mathverify", "predict", "--logs_dir", str(logs), "--ckpt_path", "e2e:best",
+                                      "--data.predict_files", str(test_file)])
+    with pytest.raises(SystemExit) as refused:
+        cli_main()
+    assert str(refused.value) == (f"mathverify: error: {run_dir / 'submission.csv'} already exists; "
+                                  "add --overwrite true to replace it")
     probs = _read_csv(tmp_path / "p.csv")
     assert len(probs) == 37 and all(0.0 <= float(p["p_true"]) <= 1.0 for p in probs)
 
@@ -81,6 +95,13 @@ def test_fit_then_predict_with_short_form(tmp_path, tiny_path):
     cli_main(["validate", "--logs_dir", str(logs), "--ckpt_path", "e2e:last", "--data.train_files", "synthetic:300:0",
               "--data.val_size", "40", "--data.val_scan_rows", "300", "--trainer.enable_progress_bar", "false"])
     assert (run_dir / "config-validate.yaml").is_file()
+    # validate logs at the step of the checkpoint it evaluated (5), beside fit's round ends (3, 5)
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    [validate_events] = sorted(set(run_dir.glob("events.out.tfevents.*")) - set(events))
+    accumulator = EventAccumulator(str(validate_events))
+    accumulator.Reload()
+    assert [e.step for e in accumulator.Scalars("val/loss")] == [5]
     cli_main(["test", "--logs_dir", str(logs), "--ckpt_path", "e2e:best", "--data.test_files", "synthetic:60:4",
               "--trainer.enable_progress_bar", "false", "--trainer.callbacks+=callbacks.metrics.VerificationMetrics"])
     assert "test/acc" in _scalars(run_dir) and (run_dir / "config-test.yaml").is_file()
@@ -88,6 +109,28 @@ def test_fit_then_predict_with_short_form(tmp_path, tiny_path):
     # a second fit of the same run name opens a new version instead of clobbering the first
     cli_main(_fit_args(logs, "e2e", rounds="[{steps: 1}]"))
     assert (logs / "e2e" / "version_1" / "checkpoints" / "last.ckpt").is_file()
+
+
+def test_startup_is_quiet_and_a_pipe_gets_progress_lines(tmp_path, capfd, caplog):
+    """stdout is not a terminal here (pytest captures it): the CLI prints progress lines instead of
+    a live bar, and none of the start-up messages that are not the user's business."""
+    import warnings
+
+    args = _fit_args(tmp_path / "logs", "quiet", rounds="[{steps: 25}]")
+    for flag in ("--trainer.enable_progress_bar", "--trainer.enable_model_summary"):
+        del args[args.index(flag):args.index(flag) + 2]  # Lightning's defaults, as a user gets them
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        cli_main(args)
+    out, err = capfd.readouterr()
+    assert "step 25/25  round 1: 25/25 batches" in out and "rows/s" in out and "round ETA 0:00" in out
+    assert "validation at step 25: val/loss" in out
+    shown = out + err + caplog.text  # Lightning logs the summary through its logger
+    assert "Trainable params" in shown and "FLOPs" not in shown and "Flops" not in shown  # counted nothing: 0
+    said = shown + "\n".join(str(w.message) for w in caught)
+    for noise in ("💡 Tip", "`max_epochs` was not set", "LeafSpec", "`is_gradient_checkpointing` is deprecated",
+                  "has `__len__` defined", "module(s) in eval mode"):
+        assert noise not in said, noise
 
 
 @pytest.mark.parametrize("quantization", ["4bit", "8bit"])

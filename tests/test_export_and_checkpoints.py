@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from mathverify.cli import cli_main, resolve_ckpt_path
+from mathverify.cli import CheckpointError, CheckpointRefused, cli_main, resolve_ckpt_path
 from test_cli import _fit_args
 
 
@@ -93,9 +93,47 @@ def test_corrupt_last_falls_back_and_explicit_path_fails_in_one_line(trained, tm
     last = copy / "checkpoints" / "last.ckpt"
     last.write_bytes(last.read_bytes()[:1000])  # a save cut short
     found = resolve_ckpt_path("exp:last", str(tmp_path), "x", "fit")
-    assert Path(found).name.startswith("round") and "warning" in capsys.readouterr().err
-    with pytest.raises(SystemExit, match=r"last\.ckpt: unreadable checkpoint \(truncated or corrupt"):
+    assert Path(found).name.startswith("round")
+    assert f"last.ckpt: unreadable checkpoint (truncated or corrupt" in capsys.readouterr().err
+    with pytest.raises(CheckpointError, match=r"last\.ckpt: unreadable checkpoint \(truncated or corrupt"):
         resolve_ckpt_path(str(last), str(tmp_path), "x", "predict")
+
+
+def _fit_resume_error(monkeypatch, logs: Path) -> str:
+    """``mathverify fit --ckpt_path last`` from the command line: the SystemExit message."""
+    import sys
+
+    monkeypatch.setattr(sys, "argv", ["mathverify", *_fit_args(logs, "exp", "--ckpt_path", "last")])
+    with pytest.raises(SystemExit) as stop:
+        cli_main()
+    return str(stop.value)
+
+
+def test_fit_resume_fails_when_checkpoints_exist_but_none_loads(trained, tmp_path, monkeypatch):
+    _, run = trained
+    copy = tmp_path / "exp" / "version_0"
+    shutil.copytree(run, copy)
+    files = sorted((copy / "checkpoints").glob("*.ckpt"))
+    assert len(files) >= 2
+    for path in files:
+        path.write_bytes(path.read_bytes()[:1000])
+    message = _fit_resume_error(monkeypatch, tmp_path)
+    assert message.startswith("mathverify: error: ") and "\n" not in message and "none loads" in message
+    for path in files:  # every file, and why
+        assert f"{path}: unreadable checkpoint (truncated or corrupt" in message
+    assert not (tmp_path / "exp" / "version_1").exists()  # no fresh run started
+
+
+def test_refused_last_is_not_skipped_for_an_older_checkpoint(trained, tmp_path, monkeypatch):
+    _, run = trained
+    copy = tmp_path / "exp" / "version_0"
+    shutil.copytree(run, copy)
+    last = copy / "checkpoints" / "last.ckpt"
+    torch.save({"state_dict": {}, "payload": _RunsCode()}, last)
+    with pytest.raises(CheckpointRefused, match=r"last\.ckpt: refused: .*not falling back to an older checkpoint"):
+        resolve_ckpt_path("exp:last", str(tmp_path), "x", "fit")
+    message = _fit_resume_error(monkeypatch, tmp_path)
+    assert message.startswith(f"mathverify: error: {last}: refused") and "\n" not in message
 
 
 class _RunsCode:
@@ -106,7 +144,7 @@ class _RunsCode:
 def test_pickle_that_would_run_code_is_refused(tmp_path):
     evil = tmp_path / "evil.ckpt"
     torch.save({"state_dict": {}, "payload": _RunsCode()}, evil)
-    with pytest.raises(SystemExit, match="refused: it holds more than tensors and plain types"):
+    with pytest.raises(CheckpointRefused, match="refused: it holds more than tensors and plain types"):
         resolve_ckpt_path(str(evil), str(tmp_path), "x", "predict")
 
 
@@ -126,3 +164,20 @@ def test_atomic_save_keeps_the_previous_file_when_a_save_dies(tmp_path, monkeypa
     monkeypatch.undo()
     assert torch.load(path, weights_only=True)["step"] == 1
     assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]
+
+
+@pytest.mark.parametrize("probs, labels", [
+    ([0.0, 0.0, 1e-9, 0.3], [1, 1, 1, 1]),  # best: all True, below a probability of exactly 0
+    ([0.7, 1.0, 1.0], [0, 0, 0]),  # best: all False, above a probability of exactly 1
+    ([0.0, 1.0, 1.0, 0.0], [0, 1, 1, 0]),  # saturated but separable
+])
+def test_tuned_threshold_is_strictly_between_0_and_1(probs, labels):
+    from callbacks.threshold import best_thresholds
+
+    tuned = best_thresholds(torch.tensor(probs), torch.tensor(labels))
+    for name in ("acc", "f1"):
+        assert 0 < tuned[f"threshold_{name}"] < 1, tuned
+        decisions = torch.tensor(probs) > tuned[f"threshold_{name}"]
+        accuracy = (decisions.long() == torch.tensor(labels)).float().mean().item()
+        if name == "acc":
+            assert accuracy == pytest.approx(tuned["acc_tuned"])

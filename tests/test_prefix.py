@@ -41,7 +41,7 @@ def _reference(decoder, batch):
     return last_positions(hidden, batch["lengths"])
 
 
-def test_shared_prefix_forward_equals_masked_forward(tiny_path, encoder, tokenizer):
+def test_shared_prefix_forward_equals_masked_forward(tiny_path, encoder, tokenizer, monkeypatch):
     decoder = _lora_model(tiny_path).get_base_model().get_decoder().eval()
     batch = _batch(encoder, tokenizer)
     assert batch["shared_prefix"] >= 16  # the template's instruction text
@@ -51,6 +51,13 @@ def test_shared_prefix_forward_equals_masked_forward(tiny_path, encoder, tokeniz
         unmasked = last_hidden_states(decoder, batch["input_ids"], batch["lengths"], 0)
     torch.testing.assert_close(shared, expected, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(unmasked, expected, rtol=1e-5, atol=1e-5)
+    # a decoder without transformers 5's ``cache=`` keyword takes the plain pass, same values
+    import mathverify.prefix
+
+    monkeypatch.setattr(mathverify.prefix, "_supports_prefix_cache", lambda decoder_class: False)
+    with torch.no_grad():
+        fallback = last_hidden_states(decoder, batch["input_ids"], batch["lengths"], 16, batch["shared_prefix"])
+    torch.testing.assert_close(fallback, expected, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("checkpointing", [False, True])
@@ -86,7 +93,8 @@ def test_shared_prefix_gradients_equal_plain_gradients(tiny_path, encoder, token
 
 @pytest.mark.parametrize("checkpointing", [False, True])
 def test_module_forward_in_training_matches_reference(tiny_path, encoder, tokenizer, checkpointing):
-    """With gradient checkpointing the module must not share (the layers would drop the cache)."""
+    """The module's training forward (shared prefix on, with and without gradient checkpointing,
+    whose layers keep the read-only prefix cache for their recompute) equals the masked reference."""
     from mathverify.model import VerifierModule
 
     torch.manual_seed(0)

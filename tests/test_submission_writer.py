@@ -96,7 +96,9 @@ def test_refuses_to_overwrite_before_predicting(tmp_path, existing):
     writer = SubmissionWriter(output=str(tmp_path / "submission.csv"), probabilities=str(tmp_path / "p_true.csv"))
     module = FixedProbsModule()
 
-    with pytest.raises(FileExistsError, match=rf"{existing} already exists; set overwrite=True"):
+    from mathverify.cli import USER_ERRORS
+
+    with pytest.raises(USER_ERRORS, match=rf"{existing} already exists; add --overwrite true to replace it$"):
         predict(writer, module)
     assert module.predicted_batches == 0
     assert (tmp_path / existing).read_text() == "keep me\n"
@@ -156,3 +158,11 @@ def test_merge_rejects_gaps_conflicts_and_missing_parts(tmp_path):
 
     with pytest.raises(FileNotFoundError, match="missing"):
         merge_parts([tmp_path / "nowhere"])
+
+
+@pytest.mark.parametrize("threshold", [0.0, 1.0, -0.2, 1.5])
+def test_threshold_outside_0_1_is_refused(threshold):
+    from mathverify.cli import USER_ERRORS
+
+    with pytest.raises(USER_ERRORS, match=r"--threshold must be strictly between 0 and 1"):
+        SubmissionWriter(threshold=threshold)

@@ -1,0 +1,37 @@
+"""Start-up messages that tell a mathverify user nothing, silenced in one place, each with its reason.
+
+Only messages whose cause is not the user's: advertisements, warnings about other libraries' use of
+other libraries, and Lightning warnings about choices this project makes on purpose.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+
+NOT_THE_USERS = (  # (start of the message, why it is silenced)
+    (r"`isinstance\(treespec, LeafSpec\)` is deprecated", "Lightning's own use of a torch API"),
+    (r"`is_gradient_checkpointing` is deprecated", "peft reads an old transformers property"),
+    (r"Your `IterableDataset` has `__len__` defined", "the stream's length is each rank's exact batch count of a round"),
+    (r"Found \d+ module\(s\) in eval mode at the start of training",
+     "the frozen base stays in eval mode on purpose; LoRA (and its dropout) train"),
+)
+EVALUATING_A_FIT_CHECKPOINT = r"Be aware that when using `ckpt_path`"  # validate/predict need no training callbacks
+
+
+class _NoTips(logging.Filter):
+    """Lightning's "💡 Tip: ... try installing litlogger/litmodels" advertisements."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("💡 Tip")
+
+
+def quiet_startup(subcommand: str | None) -> None:
+    for pattern, _why in NOT_THE_USERS:
+        warnings.filterwarnings("ignore", message=pattern)
+    if subcommand != "fit":  # on a resume the warning matters: a callback's state would be dropped
+        warnings.filterwarnings("ignore", message=EVALUATING_A_FIT_CHECKPOINT)
+    for name in ("lightning.pytorch", "lightning.fabric", ""):
+        for handler in logging.getLogger(name).handlers:
+            if not any(isinstance(f, _NoTips) for f in handler.filters):
+                handler.addFilter(_NoTips())
