@@ -138,7 +138,12 @@ class VerifierModule(pl.LightningModule):
             quant_storage=hp.quant_storage,
         )
         if hp.gradient_checkpointing:
-            base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            kwargs = {"use_reentrant": False}  # non-reentrant: LoRA under DDP is never "marked ready twice"
+            enable = getattr(base, "activation_checkpointing_enable", None)  # its newer name in transformers 5
+            if enable is not None:
+                enable(activation_checkpointing_kwargs=kwargs)
+            else:
+                base.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
         self.model = self._with_lora(base)
         self._flops_per_token = decoder_flops_per_token(self.model.get_base_model().get_decoder())
         use_lean_mlp(self.model)  # one [B, T, intermediate] activation fewer per layer (mathverify.swiglu)
