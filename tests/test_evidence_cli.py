@@ -7,11 +7,12 @@ import csv
 import json
 from pathlib import Path
 
+import pytest
 import torch
 
 from mathverify.cli import cli_main
 
-ROUNDS = "[{steps: 4}]"
+ROUNDS = "[{steps: 2}, {steps: 2, lr: 0.001}]"  # round 2 lowers the rate: not the evidence head's
 
 
 def _read_csv(path: Path) -> list[dict]:
@@ -56,12 +57,15 @@ def test_fit_with_evidence_then_predict_from_the_saved_index(tmp_path, tiny_path
     scalars = _scalars(run_dir)
     for tag in ("val/acc", "val/loss", "val_seen/acc", "val_seen/loss", "val/select_acc", "val/vote_acc",
                 "val/agreement_acc", "val/select_oracle"):
-        assert len(scalars[tag]) == 1, tag
+        assert len(scalars[tag]) == 2, tag  # one per round
     ckpt = run_dir / "checkpoints" / "last.ckpt"
     state = torch.load(ckpt, weights_only=True)
     assert json.loads(state["VerifyDataModule"]["evidence_index"])["format"] == "mathverify-evidence-1"
     assert any(k.startswith("evidence_head.") for k in state["state_dict"])
     assert state["hyper_parameters"]["evidence"] is True
+    names = [g["name"] for g in state["optimizer_states"][0]["param_groups"]]
+    base = dict(zip(names, state["lr_schedulers"][0]["base_lrs"]))
+    assert base["decay"] == pytest.approx(0.001) and base["evidence"] == pytest.approx(0.01)  # evidence_lr kept
 
     # predict never reads the training files: they are gone now.
     train.unlink()

@@ -8,7 +8,8 @@ import torch
 
 
 def test_weight_decay_spares_biases_norms_and_embeddings(tiny_path):
-    from mathverify.model import VerifierModule, parameter_groups
+    from mathverify.model import VerifierModule
+    from mathverify.param_groups import parameter_groups
 
     module = VerifierModule(backbone=tiny_path, lora_r=4, lora_bias="all", modules_to_save=["embed_tokens"])
     module.configure_model()
