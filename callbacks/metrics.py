@@ -22,7 +22,6 @@ from torchmetrics.functional.classification import (
 )
 
 from callbacks._decision import is_predicted_true
-from mathverify.sharding import gather_uneven  # noqa: F401  (re-exported for callbacks)
 
 # A binned curve keeps constant memory however large the split; 101 points is plenty for a plot.
 PR_CURVE_THRESHOLDS = 101

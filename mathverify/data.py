@@ -6,6 +6,7 @@ from __future__ import annotations
 import sys
 import warnings
 from collections import Counter
+from dataclasses import replace
 from functools import partial
 from typing import Callable, Optional, Union
 
@@ -133,6 +134,7 @@ class VerifyDataModule(pl.LightningDataModule):
         self.validation = ValidationRule()
         self.val_examples: Optional[list[dict]] = None
         self.evidence_index: Optional[EvidenceIndex] = None  # built for fit, restored from checkpoints
+        self._evidence_json: Optional[str] = None  # its checkpoint form, serialized once (it never changes)
         self.seen_rows: list[tuple] = []
         self._index_pass_done = False
 
@@ -167,15 +169,12 @@ class VerifyDataModule(pl.LightningDataModule):
               + ("; evidence index built" if hp.evidence else ""), file=sys.stderr)
         if hp.evidence:
             self.evidence_index = index
-        self.validation = ValidationRule(self.validation.fraction, self.validation.digests,
-                                         frozenset(item[5] for item in self.seen_rows))
+        self.validation = replace(self.validation, held_out_rows=frozenset(r.row_key for r in self.seen_rows))
         if self.seen_rows:
-            seen = self._encode_checked([(n, k, r) for n, k, r, *_ in self.seen_rows], need_label=True)
-            for example in seen:
-                example["view"], example["own_in"] = 1, "index"
-            start = len(self.val_examples)
+            seen = self._encode_checked([(r.source, r.number, r.raw) for r in self.seen_rows], need_label=True)
+            start = len(self.val_examples)  # row_index stays the position in val_examples
             for offset, example in enumerate(seen):
-                example["row_index"] = start + offset
+                example.update(row_index=start + offset, view=1, own_in="index")
             self.val_examples = self.val_examples + seen
 
     def _need(self, key: str):
@@ -199,8 +198,6 @@ class VerifyDataModule(pl.LightningDataModule):
         usable = [w for w, reason in checked if reason is None]
         self.val_skipped = Counter(reason for _, reason in checked if reason)
         if self.val_skipped:
-            import sys  # local: only this method of the module is ours to edit
-
             print(f"mathverify: validation split skipped {sum(self.val_skipped.values())} bad training row(s): "
                   f"{dict(self.val_skipped)}", file=sys.stderr)
         if not usable:
@@ -350,7 +347,9 @@ class VerifyDataModule(pl.LightningDataModule):
                  "truncated": self.stats["truncated"], "rows_seen": self.stats["rows_seen"]}
         shared = {}
         if self.evidence_index is not None:  # JSON text: safe under weights_only loading; same on every rank
-            shared = {"evidence_index": self.evidence_index.to_json()}
+            if self._evidence_json is None:
+                self._evidence_json = self.evidence_index.to_json()
+            shared = {"evidence_index": self._evidence_json}
         world = torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1
         if world == 1:
             return {**local, **shared, "world_size": 1}
@@ -360,7 +359,8 @@ class VerifyDataModule(pl.LightningDataModule):
 
     def load_state_dict(self, state: dict) -> None:
         if "evidence_index" in state:  # every command: predict/validate/test never re-read training files
-            self.evidence_index = EvidenceIndex.from_json(state["evidence_index"])
+            self._evidence_json = state["evidence_index"]
+            self.evidence_index = EvidenceIndex.from_json(self._evidence_json)
         if getattr(getattr(self.trainer, "state", None), "fn", "fit") != "fit":
             return  # validate/test/predict never read the stream: evaluate on any number of ranks
         saved_world = int(state.get("world_size", 1))

@@ -24,7 +24,7 @@ import json
 import math
 import random
 from pathlib import Path
-from typing import Iterable, Optional
+from typing import Iterable, NamedTuple, Optional
 
 Counts = dict[str, list[int]]  # answer key -> [votes, labelled correct, labelled incorrect]
 
@@ -121,13 +121,18 @@ class EvidenceIndex:
         return cls(data["questions"])
 
     def save(self, path: Path) -> None:
-        with gzip.open(path, "wt", encoding="utf-8") as handle:
-            handle.write(self.to_json())
+        save_json(self.to_json(), path)
 
     @classmethod
     def load(cls, path: Path) -> "EvidenceIndex":
         with gzip.open(path, "rt", encoding="utf-8") as handle:
             return cls.from_json(handle.read())
+
+
+def save_json(text: str, path: Path) -> None:
+    """Write an index's JSON text (``EvidenceIndex.to_json``) gzipped, as ``EvidenceIndex.load`` reads it."""
+    with gzip.open(path, "wt", encoding="utf-8") as handle:
+        handle.write(text)
 
 
 def pool_of(rows: Iterable[tuple[str, str]]) -> EvidenceIndex:
@@ -192,14 +197,26 @@ def _thinned(c: list[int], keep: float, rng: random.Random) -> list[int]:
     return [correct + incorrect + unlabelled, correct, incorrect]
 
 
-def build_index(parts, is_validation, seen_size: float, seen_max_rows: int) -> tuple[EvidenceIndex, list[tuple]]:
+class HeldOutRow(NamedTuple):
+    """A training row held out for the seen validation view (``build_index``)."""
+
+    source: str  # file name, for error messages
+    number: int  # row number in that file
+    raw: dict  # the row as read
+    digest: str  # question digest
+    answer_key: str
+    row_key: str  # ``row_key`` of its text: what the training stream skips
+    label: int
+
+
+def build_index(parts, is_validation, seen_size: float, seen_max_rows: int) -> tuple[EvidenceIndex, list[HeldOutRow]]:
     """One streaming pass over the training files: the index, and the rows held out for the seen view.
 
     Rows of validation questions (``is_validation(digest)``) stay out. A row whose text hashes below
     ``seen_size`` (at most ``seen_max_rows`` of them) is held out: its vote counts, its label does
     not, and training skips it; it is kept only if its question has other training rows (else it
     goes back to training). Unreadable rows are left to the training stream to count. Returns
-    (index, held-out rows as (source name, row number, raw row, digest, answer key, row key, label)).
+    (index, held-out rows).
     """
     from mathverify.answers import answer_key
     from mathverify.examples import clean_row
@@ -221,14 +238,13 @@ def build_index(parts, is_validation, seen_size: float, seen_max_rows: int) -> t
         rkey = row_key(row["question"], row["answer"], row["solution"])
         if len(held) < seen_max_rows and digest_fraction(rkey) < seen_size:
             index.add(digest, key, None)
-            held.append((name, number, raw, digest, key, rkey, row["label"]))
+            held.append(HeldOutRow(name, number, raw, digest, key, rkey, row["label"]))
         else:
             index.add(digest, key, row["label"])
     kept = []
     for item in held:
-        _, _, _, digest, key, _, label = item
-        if sum(c[0] for c in index.counts(digest).values()) > 1:
+        if sum(c[0] for c in index.counts(item.digest).values()) > 1:
             kept.append(item)
         else:  # alone in its question: nothing "seen" to show, so it trains after all
-            index.questions[digest][key][1 if label else 2] += 1
+            index.questions[item.digest][item.answer_key][1 if item.label else 2] += 1
     return index, kept

@@ -19,7 +19,9 @@ from mathverify.atomic import atomic_folder
 
 
 def load_module_from_checkpoint(ckpt_path: str):
-    """Rebuild the VerifierModule from a checkpoint's hyper-parameters and load its weights (CPU)."""
+    """Rebuild the VerifierModule from a checkpoint's hyper-parameters and load its weights (CPU).
+
+    Returns (module, the checkpoint's dict)."""
     from mathverify.cli import CheckpointError, _load_checkpoint
     from mathverify.model import VerifierModule
 
@@ -32,8 +34,7 @@ def load_module_from_checkpoint(ckpt_path: str):
     module.configure_model()
     module.on_load_checkpoint(state)  # checks the adapter shape, restores the tuned threshold
     module.load_state_dict(state["state_dict"], strict=False)
-    module.evidence_index_json = state.get("VerifyDataModule", {}).get("evidence_index")
-    return module.eval()
+    return module.eval(), state
 
 
 def export_checkpoint(ckpt_path: str, output: str, merged: bool = False, overwrite: bool = False) -> Path:
@@ -44,7 +45,7 @@ def export_checkpoint(ckpt_path: str, output: str, merged: bool = False, overwri
     target = Path(output)
     if target.exists() and not overwrite:
         raise SystemExit(f"mathverify export: {target} exists; pass --overwrite to replace it")
-    module = load_module_from_checkpoint(ckpt_path)
+    module, state = load_module_from_checkpoint(ckpt_path)
     hp = module.hparams
     tokenizer = load_tokenizer(hp.backbone, hp.trust_remote_code)
     encoder = PromptEncoder(tokenizer, hp.prompt_template, hp.positive_label, hp.negative_label, hp.max_length)
@@ -55,7 +56,8 @@ def export_checkpoint(ckpt_path: str, output: str, merged: bool = False, overwri
             from safetensors.torch import save_file
 
             save_file({k: v.contiguous() for k, v in module.head.state_dict().items()}, tmp / "classifier_head.safetensors")
-        evidence = _write_evidence(tmp, module) if hp.get("evidence") else None
+        index_json = state.get("VerifyDataModule", {}).get("evidence_index")
+        evidence = _write_evidence(tmp, module, index_json) if hp.get("evidence") else None
         meta = {
             "evidence": evidence,
             "base_model": resolve_backbone(hp.backbone), "head": hp.head, "threshold": float(module.threshold),
@@ -73,15 +75,15 @@ def export_checkpoint(ckpt_path: str, output: str, merged: bool = False, overwri
     return target
 
 
-def _write_evidence(folder: Path, module) -> dict:
+def _write_evidence(folder: Path, module, index_json: str | None) -> dict:
     """The evidence head's weights and the training index (gzipped JSON), with how to use them."""
     from safetensors.torch import save_file
 
-    from mathverify.evidence import FEATURES, EvidenceIndex
+    from mathverify.evidence import FEATURES, save_json
 
-    if module.evidence_index_json is None:
+    if index_json is None:
         raise SystemExit("mathverify export: the checkpoint weighs evidence but holds no evidence index")
-    EvidenceIndex.from_json(module.evidence_index_json).save(folder / "evidence_index.json.gz")
+    save_json(index_json, folder / "evidence_index.json.gz")  # the checkpoint's text as it is
     save_file({k: v.contiguous() for k, v in module.evidence_head.state_dict().items()},
               folder / "evidence_head.safetensors")
     return {"index": "evidence_index.json.gz", "head": "evidence_head.safetensors", "features": list(FEATURES),

@@ -76,9 +76,8 @@ class EpochRows:
 
     def gathered(self, pl_module) -> dict[str, Tensor]:
         if self._gathered is None:
-            names = list(self._local[0]) if self._local else []
-            if not self._local:  # a rank with no batch still joins the collectives
+            if not self._local:  # eval_sampler gives every rank at least one row
                 raise RuntimeError("no validation/test rows on this rank (a rank needs at least one batch)")
-            local = {k: torch.cat([part[k] for part in self._local]) for k in names}
+            local = {k: torch.cat([part[k] for part in self._local]) for k in self._local[0]}
             self._gathered = {k: gather_uneven(pl_module, v).cpu() for k, v in local.items()}
         return self._gathered

@@ -81,14 +81,10 @@ def sqlite_lock(folder: Path, url: str):
     if not url.startswith("sqlite"):
         yield
         return
-    import fcntl
+    from filelock import FileLock
 
-    with open(folder / ".lock", "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    with FileLock(folder / ".lock"):
+        yield
 
 
 def open_study(spec: SweepSpec, folder: Path, url: str):
