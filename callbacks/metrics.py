@@ -14,6 +14,7 @@ from torch import Tensor
 from torchmetrics.functional.classification import (
     binary_accuracy,
     binary_auroc,
+    binary_calibration_error,
     binary_confusion_matrix,
     binary_f1_score,
     binary_precision,
@@ -32,7 +33,7 @@ class VerificationMetrics(Callback):
 
     Reads every rank's validation/test rows from ``VerifierModule.epoch_outputs()`` (gathered once
     per epoch and shared with the other callbacks) and the module's ``threshold``. Logs
-    ``<prefix>/{acc,f1,precision,recall,auroc,majority_acc,pos_rate,pred_pos_rate}`` once per
+    ``<prefix>/{acc,f1,precision,recall,auroc,ece,majority_acc,pos_rate,pred_pos_rate}`` once per
     epoch for each view of the rows: validation questions not in training (``val/``) and held-out
     rows of training questions (``val_seen/``). AUROC is NaN when a view holds a single class. The
     latest values stay readable in ``last_metrics`` (keys with the prefix, e.g. ``"val/acc"``).
@@ -50,7 +51,7 @@ class VerificationMetrics(Callback):
             val_threshold: Decision threshold for the validation scores; None uses the module's.
                 Fixed at 0.5 by default, so ``val/acc`` is never tuned on the rows it scores
                 (``callbacks.threshold.DecisionThreshold`` logs the tuned, in-sample value).
-                Test always uses the module's threshold.
+                Test always uses the module's thresholds, each row the one of its case.
         """
         super().__init__()
         self.prefix_val = prefix_val
@@ -61,26 +62,27 @@ class VerificationMetrics(Callback):
 
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not trainer.sanity_checking:  # the sanity check sees a couple of batches: not a real score
-            threshold = self.val_threshold if self.val_threshold is not None else pl_module.threshold
-            self._finish_epoch(trainer, pl_module, (self.prefix_val, f"{self.prefix_val}_seen"), threshold)
+            self._finish_epoch(trainer, pl_module, (self.prefix_val, f"{self.prefix_val}_seen"), self.val_threshold)
 
     def on_test_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._finish_epoch(trainer, pl_module, (self.prefix_test,), pl_module.threshold)
+        self._finish_epoch(trainer, pl_module, (self.prefix_test,), None)
 
     def _finish_epoch(self, trainer: pl.Trainer, pl_module: pl.LightningModule, prefixes: tuple[str, ...],
-                      threshold: float) -> None:
+                      threshold: float | None) -> None:
+        """``threshold`` None: each row the module's threshold for its case (``decision_thresholds``)."""
         rows = _checked_outputs(pl_module)
         for view, prefix in enumerate(prefixes):
             mine = rows["view"] == view
             if not bool(mine.any()):
                 continue
             probs, labels = rows["probs"][mine].float(), rows["labels"][mine].long()
-            values = scalar_metrics(probs, labels, float(threshold))
+            cut = _module_thresholds(pl_module, rows, mine) if threshold is None else float(threshold)
+            values = scalar_metrics(probs, labels, cut)
             for name, value in values.items():  # the same on every rank: the rows are gathered
                 pl_module.log(f"{prefix}/{name}", value, on_step=False, on_epoch=True, sync_dist=False)
             self.last_metrics.update({f"{prefix}/{name}": value for name, value in values.items()})
             if self.log_figures and trainer.is_global_zero and _tensorboard_logger(trainer) is not None:
-                _log_figures(trainer, prefix, probs, labels, float(threshold), values["pos_rate"])
+                _log_figures(trainer, prefix, probs, labels, cut, values["pos_rate"])
 
 
 def _checked_outputs(pl_module: pl.LightningModule) -> dict[str, Tensor]:
@@ -89,21 +91,30 @@ def _checked_outputs(pl_module: pl.LightningModule) -> dict[str, Tensor]:
     return pl_module.epoch_outputs()
 
 
-def scalar_metrics(probs: Tensor, labels: Tensor, threshold: float) -> dict[str, float]:
-    """Decision metrics at ``threshold``, AUROC and the label/prediction rates of one set of rows."""
+def _module_thresholds(pl_module: pl.LightningModule, rows: dict[str, Tensor], mine: Tensor) -> float | Tensor:
+    """The module's threshold of each row's case (``VerifierModule.decision_thresholds``), or its one threshold."""
+    if "labelled" in rows and hasattr(pl_module, "decision_thresholds"):
+        return pl_module.decision_thresholds(rows["labelled"][mine])
+    return float(pl_module.threshold)
+
+
+def scalar_metrics(probs: Tensor, labels: Tensor, threshold: float | Tensor) -> dict[str, float]:
+    """Decision metrics at ``threshold`` (one, or one per row), AUROC and the label/prediction rates."""
     # Binarise here (not inside torchmetrics) so the submission's rule applies: P(True) > threshold.
     preds = is_predicted_true(probs, threshold).long()
     values = {"acc": float(binary_accuracy(preds, labels)), "f1": float(binary_f1_score(preds, labels)),
               "precision": float(binary_precision(preds, labels)), "recall": float(binary_recall(preds, labels))}
     pos_rate = float(labels.float().mean())
     values["auroc"] = float(binary_auroc(probs, labels)) if 0.0 < pos_rate < 1.0 else math.nan
+    # Reliability: |mean P(True) - share True| over 10 equal-width bins, weighted by rows (ECE).
+    values["ece"] = float(binary_calibration_error(probs, labels, n_bins=10, norm="l1"))
     values["majority_acc"] = max(pos_rate, 1.0 - pos_rate)
     values["pos_rate"] = pos_rate
     values["pred_pos_rate"] = float(preds.float().mean())
     return values
 
 
-def _log_figures(trainer: pl.Trainer, prefix: str, probs: Tensor, labels: Tensor, threshold: float,
+def _log_figures(trainer: pl.Trainer, prefix: str, probs: Tensor, labels: Tensor, threshold: float | Tensor,
                  pos_rate: float) -> None:
     writer = _tensorboard_logger(trainer).experiment
     step = trainer.global_step

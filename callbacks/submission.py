@@ -20,11 +20,13 @@ from mathverify.errors import SettingsError
 
 @dataclass(frozen=True)
 class PredictedRow:
-    """One test row as a rank saw it: its position in the test file, its ID and P(is_correct=True)."""
+    """One test row as a rank saw it: its position in the test file, its ID, P(is_correct=True) and
+    whether its question has labelled siblings (which decision threshold it gets)."""
 
     row_index: int
     id: str
     p_true: float
+    labelled: bool = False
 
 
 class SubmissionWriter(BasePredictionWriter):
@@ -47,7 +49,9 @@ class SubmissionWriter(BasePredictionWriter):
         Args:
             output: Path of the submission CSV (header ``ID,is_correct``, values True/False).
             probabilities: Optional path of a CSV ``ID,p_true`` with P(is_correct=True), 6 decimals.
-            threshold: Predict True when P(True) is above this; None uses the module's ``threshold``.
+            threshold: Predict True when P(True) is above this, for every row; None gives each row
+                the module's threshold for its case (``threshold_seen`` where its question has
+                labelled siblings, else ``threshold``).
             overwrite: Replace existing output files instead of refusing to start.
             best_answers: Optional path of a CSV with one row per question (best-of-N): the row with
                 the highest P(True), ``question,solutions,ID,answer,p_true``.
@@ -84,8 +88,9 @@ class SubmissionWriter(BasePredictionWriter):
         self._close_part()
         trainer.strategy.barrier()  # every part is complete on disk before rank zero reads them
         if trainer.is_global_zero:
-            threshold = self.threshold if self.threshold is not None else float(pl_module.threshold)
-            rows = self._write_outputs(trainer.world_size, threshold)
+            thresholds = ((self.threshold, self.threshold) if self.threshold is not None
+                          else (float(pl_module.threshold), float(getattr(pl_module, "threshold_seen", pl_module.threshold))))
+            rows = self._write_outputs(trainer.world_size, thresholds)
             if self.best_answers is not None:
                 self._write_best_answers(rows, trainer.datamodule.predict_examples)
 
@@ -108,10 +113,11 @@ class SubmissionWriter(BasePredictionWriter):
             self._part_file.close()
             self._part_file = None
 
-    def _write_outputs(self, world_size: int, threshold: float) -> None:
+    def _write_outputs(self, world_size: int, thresholds: tuple[float, float]) -> list[PredictedRow]:
+        """``thresholds``: (rows without labelled siblings, rows with them)."""
         part_paths = [self._part_path(rank) for rank in range(world_size)]
         rows = merge_parts(part_paths)
-        decisions = [bool(is_predicted_true(row.p_true, threshold)) for row in rows]
+        decisions = [bool(is_predicted_true(row.p_true, thresholds[row.labelled])) for row in rows]
         _write_csv_atomically(
             self.output, ("ID", "is_correct"), ((row.id, str(d)) for row, d in zip(rows, decisions))
         )
@@ -149,11 +155,13 @@ def _rows_of(prediction: Any) -> list[PredictedRow]:
     probs = prediction["probs"].detach().float().reshape(-1).cpu().tolist()
     row_indices = prediction["row_index"].detach().reshape(-1).cpu().tolist()
     ids = [str(row_id) for row_id in prediction["ids"]]
-    if not len(probs) == len(row_indices) == len(ids):
+    labelled = prediction.get("labelled")
+    labelled = [False] * len(probs) if labelled is None else [bool(v) for v in labelled.reshape(-1).cpu().tolist()]
+    if not len(probs) == len(row_indices) == len(ids) == len(labelled):
         raise ValueError(
             f"predict_step returned {len(probs)} probs, {len(row_indices)} row_index and {len(ids)} ids"
         )
-    return [PredictedRow(int(i), row_id, p) for i, row_id, p in zip(row_indices, ids, probs)]
+    return [PredictedRow(int(i), row_id, p, flag) for i, row_id, p, flag in zip(row_indices, ids, probs, labelled)]
 
 
 def merge_parts(part_paths: Iterable[Path]) -> list[PredictedRow]:

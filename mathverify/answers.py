@@ -31,7 +31,9 @@ _DEGREES = re.compile(r"\^\s*\{?\\circ\}?|°|\\degree")
 _LEAD = re.compile(r"^(?:the\s+)?(?:final\s+)?(?:answer\s*(?:is)?\s*[:=]?\s*)", re.IGNORECASE)
 _VAR_EQ = re.compile(r"^[a-zA-Z](?:_\{?\w+\}?)?\s*=\s*(?=[^=])")
 _THOUSANDS = re.compile(r"(?<![\d.])(\d{1,3}(?:,\d{3})+)(?![\d])")
-_UNIT_TAIL = re.compile(r"(?<=[\d}])\s*(?:[a-zA-Z]+\.?\s*){1,3}$")
+# Unit words after a number: two letters or more ("5 cm", "18 dollars"); one letter is a variable ("5x").
+_UNIT_TAIL = re.compile(r"(?<=[\d}])\s*(?:[a-zA-Z]{2,}\.?\s*){1,3}$")
+_SPACE_THOUSANDS = re.compile(r"(?<![\d.])(\d{1,3}(?: \d{3})+)(?![\d])")  # 9 500 (a thin-space style)
 _NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
 _FRAC = re.compile(r"([+-]?)\\frac\{([^{}]+)\}\{([^{}]+)\}")
 _CHOICE = re.compile(r"^\(?([A-Ea-e])\)?$")
@@ -76,6 +78,7 @@ def answer_key(text: object) -> str:
     s = _LEAD.sub("", s.strip())
     s = _VAR_EQ.sub("", s)
     s = _THOUSANDS.sub(lambda m: m.group(1).replace(",", ""), s)
+    s = _SPACE_THOUSANDS.sub(lambda m: m.group(1).replace(" ", ""), s)
     s = s.strip().rstrip(".").strip()
     tail = _UNIT_TAIL.search(s)
     if tail and not (set(re.findall(r"[a-zA-Z]+", tail.group(0).lower())) & _KEEP_WORDS):
@@ -87,15 +90,20 @@ def answer_key(text: object) -> str:
     choice = _CHOICE.match(s)
     if choice:
         return choice.group(1).lower()
-    s = re.sub(r"\s+", "", s)
+    # Spaces go, except between two digits ("1 2" is not 12) and after a command before a letter
+    # ("\pi r" is not "\pir"): those become one space.
+    s = re.sub(r"(?<=\d)\s+(?=\d)", "\x00", s)
+    s = re.sub(r"(\\[a-zA-Z]+)\s+(?=[a-zA-Z])", "\\1\x00", s)
+    s = re.sub(r"\s+", "", s).replace("\x00", " ")
     s = re.sub(r"(?<=\d)\.0+(?!\d)", "", s)  # 3.0 inside an expression: (3.0, 4) -> (3,4)
     return s
 
 
 def _as_number(s: str) -> Fraction | None:
     """An exact number from ``12``, ``-0.5``, ``1/2``, ``\\frac{1}{2}``, ``-\\frac{3}{4}``, ``2\\frac{1}{2}``."""
-    s = s.replace(" ", "")
-    if not s:
+    s = re.sub(r"^([+-])\s+", r"\1", s.strip())  # "- 5"
+    s = re.sub(r"\s*/\s*", "/", s)  # "1 / 2"
+    if not s or " " in s:  # "1 2" is two numbers, not 12
         return None
     try:
         if _NUMBER.fullmatch(s):

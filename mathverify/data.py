@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader
 
 from mathverify.answers import answer_key
 from mathverify.backbone import load_tokenizer
-from mathverify.evidence import EvidenceIndex, TrainingEvidence, build_index, eval_features, pool_of
+from mathverify.evidence import EvidenceIndex, TrainingEvidence, build_index, eval_aliases, eval_features, pool_of
 from mathverify.errors import SettingsError
 from mathverify.examples import clean_row, collate_examples, row_error
 from mathverify.holdout import validation_rows
@@ -78,6 +78,8 @@ class VerifyDataModule(pl.LightningDataModule):
         val_seen_max_rows: at most this many rows in that view.
         evidence_hide_labels: share of training rows that see no label of their question.
         evidence_thin_siblings: share of training rows that see a random subset of their siblings.
+        evidence_partial_labels: share of the rows that see labels which see each sibling's label
+            with a random rate (labelled and unlabelled siblings side by side, as in a seen test set).
         backbone: tokenizer source; linked from ``model.backbone``.
         prompt_template: linked from the model.
         positive_label: linked from the model.
@@ -106,6 +108,7 @@ class VerifyDataModule(pl.LightningDataModule):
         val_seen_max_rows: int = 600,
         evidence_hide_labels: float = 0.5,
         evidence_thin_siblings: float = 0.5,
+        evidence_partial_labels: float = 0.5,
         evidence: bool = False,
         backbone: str = "tiny",
         prompt_template: str = SEED_TEMPLATE,
@@ -122,7 +125,7 @@ class VerifyDataModule(pl.LightningDataModule):
         if val_scan_rows < 1 or buffer_size < 1:
             raise SettingsError("val_scan_rows and buffer_size must be >= 1")
         shares = {"val_seen_size": val_seen_size, "evidence_hide_labels": evidence_hide_labels,
-                  "evidence_thin_siblings": evidence_thin_siblings}
+                  "evidence_thin_siblings": evidence_thin_siblings, "evidence_partial_labels": evidence_partial_labels}
         for key, value in shares.items():
             if not 0 <= value <= 1:
                 raise SettingsError(f"{key} must be in [0, 1], got {value}")
@@ -262,25 +265,32 @@ class VerifyDataModule(pl.LightningDataModule):
         generator = torch.Generator().manual_seed(hp.seed)
         return StreamLoader(stream, batch_size=None, num_workers=hp.num_workers, generator=generator)
 
-    def _attach_evidence(self, examples: list[dict]) -> None:
-        """Each example's evidence: the saved index plus this file's own rows' votes, leave-one-out."""
+    def _attach_evidence(self, examples: list[dict], complete: bool) -> None:
+        """Each example's evidence: the saved index plus this file's own rows' votes, leave-one-out.
+
+        ``complete``: test and predict see every labelled training row (``EvidenceIndex.complete``:
+        validation questions' rows included); validation sees fit's index, which leaves them out.
+        """
         if not self.hparams.evidence:
             return
         if self.evidence_index is None:
             raise SettingsError("evidence is on but there is no evidence index: the checkpoint was trained without "
                                 "it (pass --model.evidence false) or fit has not built it")
+        index = self.evidence_index.complete() if complete else self.evidence_index
         pool = pool_of((e["digest"], e["answer_key"]) for e in examples if e["own_in"] == "pool")
+        aliases = eval_aliases(index, pool)
         for e in examples:
-            e["evidence"] = eval_features(self.evidence_index, pool, e["digest"], e["answer_key"], e["own_in"])
+            e["evidence"] = eval_features(index, pool, e["digest"], e["answer_key"], e["own_in"], aliases.get(e["digest"]))
 
     def _training_evidence(self) -> Optional[TrainingEvidence]:
         hp = self.hparams
         if not hp.evidence:
             return None
-        return TrainingEvidence(self.evidence_index, hp.seed, hp.evidence_hide_labels, hp.evidence_thin_siblings)
+        return TrainingEvidence(self.evidence_index, hp.seed, hp.evidence_hide_labels, hp.evidence_thin_siblings,
+                                hp.evidence_partial_labels)
 
-    def _fixed_loader(self, examples: list[dict]) -> DataLoader:
-        self._attach_evidence(examples)
+    def _fixed_loader(self, examples: list[dict], complete_index: bool) -> DataLoader:
+        self._attach_evidence(examples, complete_index)
         collate = partial(collate_examples, pad_id=self.pad_id)
         # Longest first: similar lengths share a batch (little padding) and an out-of-memory shows
         # in batch 1. Every example keeps its row_index, so the submission writer restores file
@@ -293,13 +303,13 @@ class VerifyDataModule(pl.LightningDataModule):
                           collate_fn=collate)
 
     def val_dataloader(self) -> DataLoader:
-        return self._fixed_loader(self.val_examples)
+        return self._fixed_loader(self.val_examples, complete_index=False)
 
     def test_dataloader(self) -> DataLoader:
-        return self._fixed_loader(self.test_examples)
+        return self._fixed_loader(self.test_examples, complete_index=True)
 
     def predict_dataloader(self) -> DataLoader:
-        return self._fixed_loader(self.predict_examples)
+        return self._fixed_loader(self.predict_examples, complete_index=True)
 
     # ----- stream position: the batch that reaches the model moves it -------------------------
     def on_before_batch_transfer(self, batch, dataloader_idx: int):

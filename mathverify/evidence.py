@@ -38,15 +38,41 @@ FEATURES = (
     "log1p_known_correct_same",  # labelled rows with this answer: correct
     "log1p_known_incorrect_same",  # ... and incorrect
     "log1p_known_correct_other",  # labelled correct rows with another answer
+    "log1p_known_incorrect_other",  # labelled incorrect rows with another answer (answers ruled out)
     "no_labels",  # no labelled sibling at all (an unseen question)
     "empty_answer",
+    "other_form",  # the answer meets others (mathverify.equality) but is not its class's most voted spelling
+    "prose_answer",  # a sentence, not a number or formula (strict graders mark these wrong)
 )
 N_FEATURES = len(FEATURES)
-INDEX_FORMAT = "mathverify-evidence-1"
+NO_LABELS = FEATURES.index("no_labels")
 
 
-def features(counts: Counts, key: str) -> list[float]:
-    """The evidence vector of a row with answer ``key``; ``counts`` must exclude the row itself."""
+def has_labelled_siblings(evidence):
+    """evidence [B, F] -> bool [B]: rows whose question has labelled siblings (the seen case).
+
+    The row's own case decides its decision threshold (``VerifierModule.decision_thresholds``)."""
+    return evidence[:, NO_LABELS] == 0
+INDEX_FORMAT = "mathverify-evidence-2"  # 2: left_out rows, equal-answer aliases (features: 16)
+
+
+def by_class(counts: Counts, aliases: Optional[dict[str, str]]) -> Counts:
+    """``counts`` with the keys of one answer class (``mathverify.equality``) added together."""
+    if not aliases:
+        return counts
+    return merged(*({aliases.get(k, k): c} for k, c in counts.items()))
+
+
+def features(counts: Counts, key: str, aliases: Optional[dict[str, str]] = None) -> list[float]:
+    """The evidence vector of a row with answer ``key``; ``counts`` must exclude the row itself.
+
+    ``aliases``: the question's equal-answer classes ({key: representative}); counts of one class
+    count as one answer."""
+    from mathverify.equality import is_plain_number, is_symbolic
+
+    exact_key = key
+    key = (aliases or {}).get(key, key)
+    counts = by_class(counts, aliases)
     votes = {k: c[0] for k, c in counts.items() if c[0] > 0}
     same = votes.get(key, 0)
     total = sum(votes.values())
@@ -54,12 +80,15 @@ def features(counts: Counts, key: str) -> list[float]:
     top_other = max((v for k, v in votes.items() if k != key), default=0)
     mine = counts.get(key, [0, 0, 0])
     correct_other = sum(c[1] for k, c in counts.items() if k != key)
+    incorrect_other = sum(c[2] for k, c in counts.items() if k != key)
     labelled = sum(c[1] + c[2] for c in counts.values())
     return [
         math.log1p(same), math.log1p(other), same / total if total else 0.0, float(total == 0),
         float(same == 0), float(same == 1), float(same == 2), (same - top_other) / (total + 1),
-        math.log1p(mine[1]), math.log1p(mine[2]), math.log1p(correct_other), float(labelled == 0),
-        float(key == ""),
+        math.log1p(mine[1]), math.log1p(mine[2]), math.log1p(correct_other), math.log1p(incorrect_other),
+        float(labelled == 0),
+        float(key == ""), float(exact_key != key),
+        float(bool(exact_key) and not is_plain_number(exact_key) and not is_symbolic(exact_key)),
     ]
 
 
@@ -86,10 +115,32 @@ def merged(*parts: Optional[Counts]) -> Counts:
 
 
 class EvidenceIndex:
-    """Per question digest: per answer key, [votes, labelled correct, labelled incorrect]."""
+    """Per question digest: per answer key, [votes, labelled correct, labelled incorrect].
 
-    def __init__(self, questions: Optional[dict[str, Counts]] = None) -> None:
+    ``questions`` is what ``fit`` trains and validates with. ``left_out`` holds the labelled rows
+    that fit must not see as evidence but prediction should: the rows of validation questions
+    (their votes and labels) and the labels of the rows held out for the seen view (their votes are
+    already in ``questions``). ``complete()`` merges the two: the index of test and predict, which
+    then knows every labelled training row.
+    """
+
+    def __init__(self, questions: Optional[dict[str, Counts]] = None,
+                 left_out: Optional[dict[str, Counts]] = None,
+                 aliases: Optional[dict[str, dict[str, str]]] = None) -> None:
         self.questions: dict[str, Counts] = questions or {}
+        self.left_out: dict[str, Counts] = left_out or {}
+        self.aliases: dict[str, dict[str, str]] = aliases or {}  # digest -> {key: representative}
+
+    def find_equal_answers(self, workers: Optional[int] = None) -> None:
+        """Equal-answer classes of every question (``mathverify.equality``), over all its answers
+        (``left_out`` ones too: answers, not labels, so nothing leaks into validation)."""
+        from mathverify.equality import all_classes
+
+        votes = {}
+        for digest in set(self.questions) | set(self.left_out):
+            both = merged(self.questions.get(digest), self.left_out.get(digest))
+            votes[digest] = {k: c[0] for k, c in both.items()}
+        self.aliases = all_classes(votes, workers)
 
     def add(self, digest: str, key: str, label: Optional[int]) -> None:
         """One row's vote, and its label unless ``label`` is None (a held-out or unlabelled row)."""
@@ -97,6 +148,22 @@ class EvidenceIndex:
         c[0] += 1
         if label is not None:
             c[1 if label else 2] += 1
+
+    def leave_out(self, digest: str, key: str, vote: int, label: Optional[int]) -> None:
+        """Keep a labelled row for prediction only (see the class docstring)."""
+        c = self.left_out.setdefault(digest, {}).setdefault(key, [0, 0, 0])
+        c[0] += vote
+        if label is not None:
+            c[1 if label else 2] += 1
+
+    def complete(self) -> "EvidenceIndex":
+        """Every labelled row known: ``questions`` + ``left_out`` (for test and predict)."""
+        if not self.left_out:
+            return self
+        questions = {d: {k: list(c) for k, c in q.items()} for d, q in self.questions.items()}
+        for digest, part in self.left_out.items():
+            questions[digest] = merged(questions.get(digest), part)
+        return EvidenceIndex(questions, aliases=self.aliases)
 
     def counts(self, digest: str) -> Counts:
         return self.questions.get(digest, {})
@@ -111,14 +178,19 @@ class EvidenceIndex:
 
     # ----- safe persistence: JSON text, in checkpoints (a string) and as a file beside exports ---
     def to_json(self) -> str:
-        return json.dumps({"format": INDEX_FORMAT, "questions": self.questions}, separators=(",", ":"))
+        data = {"format": INDEX_FORMAT, "questions": self.questions}
+        if self.left_out:
+            data["left_out"] = self.left_out
+        if self.aliases:
+            data["aliases"] = self.aliases
+        return json.dumps(data, separators=(",", ":"))
 
     @classmethod
     def from_json(cls, text: str) -> "EvidenceIndex":
         data = json.loads(text)
         if not isinstance(data, dict) or data.get("format") != INDEX_FORMAT:
             raise ValueError(f"not a mathverify evidence index (expected format {INDEX_FORMAT})")
-        return cls(data["questions"])
+        return cls(data["questions"], data.get("left_out"), data.get("aliases"))
 
     def save(self, path: Path) -> None:
         save_json(self.to_json(), path)
@@ -144,7 +216,7 @@ def pool_of(rows: Iterable[tuple[str, str]]) -> EvidenceIndex:
 
 
 def eval_features(index: Optional[EvidenceIndex], pool: Optional[EvidenceIndex], digest: str, key: str,
-                  own_in: str) -> list[float]:
+                  own_in: str, aliases: Optional[dict[str, str]] = None) -> list[float]:
     """Features of an evaluation row: index + pool, minus the row's own vote where it was counted.
 
     ``own_in`` says where that vote sits: ``"pool"`` (a row of the evaluated file), ``"index"``
@@ -154,7 +226,21 @@ def eval_features(index: Optional[EvidenceIndex], pool: Optional[EvidenceIndex],
     counts = merged(index.counts(digest) if index else None, pool.counts(digest) if pool else None)
     if own_in != "none":
         counts = without(counts, key, 1, 0, 0)
-    return features(counts, key)
+    return features(counts, key, aliases)
+
+
+def eval_aliases(index: Optional[EvidenceIndex], pool: EvidenceIndex, workers: Optional[int] = None) -> dict[str, dict[str, str]]:
+    """Equal-answer classes for an evaluated file's questions: the index's, recomputed where the
+    file brings answers the index has not seen."""
+    from mathverify.equality import all_classes
+
+    known = index.aliases if index else {}
+    todo = {}
+    for digest, part in pool.questions.items():
+        old = index.counts(digest) if index else {}
+        if any(k not in old for k in part):
+            todo[digest] = {k: c[0] for k, c in merged(old, part).items()}
+    return {**known, **all_classes(todo, workers)} if todo else known
 
 
 def row_key(question: str, answer: str, solution: str) -> str:
@@ -169,24 +255,55 @@ class TrainingEvidence:
     Args:
         index: the training index (every training row's vote and label is in it).
         seed: seeds the per-row draws with the row's position, so a resumed run sees the same.
-        hide_labels: share of rows that see no label of their question (as an unseen question).
+        hide_labels: share of rows that see no label of their question (as an unseen question);
+        partial_labels: share of the other rows that see each sibling's label with a random rate
+            (as a test row of a seen question: labelled training rows beside unlabelled test rows).
         thin_siblings: share of rows whose siblings are thinned to a random keep rate in [0, 1).
     """
 
     def __init__(self, index: EvidenceIndex, seed: int, hide_labels: float = 0.5,
-                 thin_siblings: float = 0.5) -> None:
+                 thin_siblings: float = 0.5, partial_labels: float = 0.0) -> None:
         self.index, self.seed = index, seed
-        self.hide_labels, self.thin_siblings = hide_labels, thin_siblings
+        self.hide_labels, self.thin_siblings, self.partial_labels = hide_labels, thin_siblings, partial_labels
 
     def __call__(self, digest: str, key: str, label: int, passes: int, row_index: int) -> list[float]:
         counts = without(self.index.counts(digest), key, 1, int(label == 1), int(label == 0))
         rng = random.Random(f"{self.seed}:{passes}:{row_index}")
         if rng.random() < self.hide_labels:
             counts = {k: [c[0], 0, 0] for k, c in counts.items()}
+        elif rng.random() < self.partial_labels:  # some siblings labelled, some not, as a test row sees
+            # its question (labelled training rows beside the test file's own unlabelled ones)
+            keep = rng.random()
+            counts = {k: _labels_kept(c, keep, rng) for k, c in counts.items()}
         if rng.random() < self.thin_siblings:
             keep = rng.random()
             counts = {k: _thinned(c, keep, rng) for k, c in counts.items()}
-        return features(counts, key)
+        return features(counts, key, self.index.aliases.get(digest))
+
+
+def training_table(shown: "TrainingEvidence", max_rows: int, draws: int, seed: int):
+    """Every labelled training row of the index (at most ``max_rows``, a seeded sample), ``draws``
+    times each with its own augmentation draw: (features [N, F], labels [N]) as float lists.
+
+    Rows are rebuilt from the counts (a key with c correct and i incorrect rows gives c rows
+    labelled 1 and i labelled 0), so no pass over the files is needed.
+    """
+    rows = [(d, k, 1) for d, q in shown.index.questions.items() for k, c in q.items() for _ in range(c[1])]
+    rows += [(d, k, 0) for d, q in shown.index.questions.items() for k, c in q.items() for _ in range(c[2])]
+    rows.sort()
+    if len(rows) > max_rows:
+        rows = random.Random(seed).sample(rows, max_rows)
+    table, labels = [], []
+    for draw in range(draws):  # pass numbers below zero: draws the training stream never makes
+        for position, (digest, key, label) in enumerate(rows):
+            table.append(shown(digest, key, label, passes=-1 - draw, row_index=position))
+            labels.append(label)
+    return table, labels
+
+
+def _labels_kept(c: list[int], keep: float, rng: random.Random) -> list[int]:
+    """Each labelled row keeps its label with probability ``keep``; its vote stays."""
+    return [c[0], sum(rng.random() < keep for _ in range(c[1])), sum(rng.random() < keep for _ in range(c[2]))]
 
 
 def _thinned(c: list[int], keep: float, rng: random.Random) -> list[int]:
@@ -212,7 +329,8 @@ class HeldOutRow(NamedTuple):
 def build_index(parts, is_validation, seen_size: float, seen_max_rows: int) -> tuple[EvidenceIndex, list[HeldOutRow]]:
     """One streaming pass over the training files: the index, and the rows held out for the seen view.
 
-    Rows of validation questions (``is_validation(digest)``) stay out. A row whose text hashes below
+    Rows of validation questions (``is_validation(digest)``) stay out of the fit-time index and go
+    to its ``left_out`` part (with their labels), as do the seen view's labels. A row whose text hashes below
     ``seen_size`` (at most ``seen_max_rows`` of them) is held out: its vote counts, its label does
     not, and training skips it; it is kept only if its question has other training rows (else it
     goes back to training). Unreadable rows are left to the training stream to count. Returns
@@ -229,12 +347,13 @@ def build_index(parts, is_validation, seen_size: float, seen_max_rows: int) -> t
         if not isinstance(question, str):
             continue
         digest = question_digest(question)
-        if is_validation(digest):
-            continue
         row, _, _ = clean_row(raw, need_label=True)
         if row is None:
             continue
         key = answer_key(row["answer"])
+        if is_validation(digest):
+            index.leave_out(digest, key, 1, row["label"])
+            continue
         rkey = row_key(row["question"], row["answer"], row["solution"])
         if len(held) < seen_max_rows and digest_fraction(rkey) < seen_size:
             index.add(digest, key, None)
@@ -245,6 +364,8 @@ def build_index(parts, is_validation, seen_size: float, seen_max_rows: int) -> t
     for item in held:
         if sum(c[0] for c in index.counts(item.digest).values()) > 1:
             kept.append(item)
+            index.leave_out(item.digest, item.answer_key, 0, item.label)  # its vote is in the index already
         else:  # alone in its question: nothing "seen" to show, so it trains after all
             index.questions[item.digest][item.answer_key][1 if item.label else 2] += 1
+    index.find_equal_answers()
     return index, kept

@@ -61,13 +61,15 @@ def export_checkpoint(ckpt_path: str, output: str, merged: bool = False, overwri
         meta = {
             "evidence": evidence,
             "base_model": resolve_backbone(hp.backbone), "head": hp.head, "threshold": float(module.threshold),
+            "threshold_seen": float(module.threshold_seen),
             "prompt_template": hp.prompt_template, "max_length": hp.max_length,
             "label_words": {"positive": hp.positive_label, "negative": hp.negative_label},
             "label_token_ids": {"positive": encoder.labels.positive_id, "negative": encoder.labels.negative_id},
             "cue_token_ids": list(encoder.labels.cue_ids), "bos_token_id": tokenizer.bos_token_id,
             "input_ids": "[bos] + tokens(template before {solution}) + tokens(solution) + cue_token_ids; "
                          "longer than max_length: cut the middle of the solution tokens",
-            "p_true": "softmax(logits[last, [negative, positive]])[1]; predicted True when p_true > threshold",
+            "p_true": "softmax(logits[last, [negative, positive]])[1]; predicted True when p_true > threshold "
+                      "(threshold_seen where the row's question has labelled rows in the evidence index)",
         }
         (tmp / "mathverify.json").write_text(json.dumps(meta, indent=2))
         if merged:
@@ -76,14 +78,18 @@ def export_checkpoint(ckpt_path: str, output: str, merged: bool = False, overwri
 
 
 def _write_evidence(folder: Path, module, index_json: str | None) -> dict:
-    """The evidence head's weights and the training index (gzipped JSON), with how to use them."""
+    """The evidence head's weights and the prediction index (gzipped JSON), with how to use them.
+
+    The index written is the complete one (``EvidenceIndex.complete``: every labelled training row,
+    validation questions' rows included), as ``predict`` uses it."""
     from safetensors.torch import save_file
 
-    from mathverify.evidence import FEATURES, save_json
+    from mathverify.evidence import FEATURES, EvidenceIndex, save_json
 
     if index_json is None:
         raise SystemExit("mathverify export: the checkpoint weighs evidence but holds no evidence index")
-    save_json(index_json, folder / "evidence_index.json.gz")  # the checkpoint's text as it is
+    index = EvidenceIndex.from_json(index_json)
+    save_json(index_json if not index.left_out else index.complete().to_json(), folder / "evidence_index.json.gz")
     save_file({k: v.contiguous() for k, v in module.evidence_head.state_dict().items()},
               folder / "evidence_head.safetensors")
     return {"index": "evidence_index.json.gz", "head": "evidence_head.safetensors", "features": list(FEATURES),

@@ -13,7 +13,7 @@ from torch import nn
 from mathverify import rng
 from mathverify.backbone import LLAMA_PROJECTIONS, load_causal_lm, load_tokenizer
 from mathverify.errors import SettingsError
-from mathverify.evidence import N_FEATURES
+from mathverify.evidence import N_FEATURES, has_labelled_siblings
 from mathverify.heads import ClassifierHead, EvidenceHead, LabelTokenHead
 from mathverify.prefix import computed_tokens, last_hidden_states, shared_prefix_length
 from mathverify.param_groups import parameter_groups
@@ -23,7 +23,7 @@ from mathverify.swiglu import use_lean_mlp
 
 
 EVAL_VIEWS = {"val": ("val", "val_seen"), "test": ("test",)}  # metric prefix of each row view
-EPOCH_KEYS = ("probs", "labels", "view", "row_index", "row_loss")  # per-row validation/test outputs
+EPOCH_KEYS = ("probs", "labels", "view", "row_index", "row_loss", "labelled")  # per-row validation/test outputs
 
 
 def default_optimizer(params):
@@ -51,7 +51,8 @@ class VerifierModule(pl.LightningModule):
         target_modules: module names that get LoRA adapters (default: all seven Llama projections).
         modules_to_save: extra modules trained in full and saved with the adapter (e.g. ``embed_tokens``).
         class_weights: cross-entropy weights for (wrong, correct); None for unweighted.
-        threshold: decision threshold on P(correct) for validate/test/predict.
+        threshold: decision threshold on P(correct) for validate/test/predict; rows whose question has
+            labelled siblings (the seen case) use their own, tuned on the ``val_seen`` view.
         gradient_checkpointing: recompute activations in backward (non-reentrant, DDP-safe).
         optimizer: optimizer factory over the trainable parameters (default AdamW, lr 2e-4, wd 0.01);
             its weight decay applies to matrices only, never to biases, norms or embeddings.
@@ -110,7 +111,8 @@ class VerifierModule(pl.LightningModule):
                         shared_prefix_min_tokens)
         self.save_hyperparameters(ignore=["optimizer"])
         self.optimizer_factory = optimizer or default_optimizer
-        self.threshold = threshold
+        self.threshold = threshold  # rows without labelled siblings (unseen questions)
+        self.threshold_seen = threshold  # rows with labelled siblings (evidence on); tuned on val_seen
         self.model: Optional[nn.Module] = None  # built in configure_model, so --help stays fast
         self.head: Optional[nn.Module] = None
         self.evidence_head: Optional[nn.Module] = None  # with evidence=True (configure_model)
@@ -197,6 +199,19 @@ class VerifierModule(pl.LightningModule):
     def _logits(self, batch: dict) -> torch.Tensor:
         return self(batch["input_ids"], batch["lengths"], batch.get("shared_prefix"), batch.get("evidence"))
 
+    @staticmethod
+    def labelled_rows(batch: dict) -> torch.Tensor:
+        """bool [B]: rows whose question has labelled siblings (False for all without evidence)."""
+        evidence = batch.get("evidence")
+        if evidence is None:
+            return torch.zeros(batch["input_ids"].shape[0], dtype=torch.bool)
+        return has_labelled_siblings(evidence)
+
+    def decision_thresholds(self, labelled: torch.Tensor) -> torch.Tensor:
+        """Each row's threshold [B]: ``threshold_seen`` where it has labelled siblings, else ``threshold``."""
+        return torch.where(labelled.cpu().bool(), torch.tensor(float(self.threshold_seen)),
+                           torch.tensor(float(self.threshold)))
+
     def _step(self, batch: dict, stage: str) -> dict:
         logits = self._logits(batch)
         labels = batch["labels"]
@@ -213,7 +228,8 @@ class VerifierModule(pl.LightningModule):
         rows = nn.functional.cross_entropy(logits, labels, weight=weight, reduction="none")
         view = torch.zeros_like(labels) if view is None else view.to(labels.device)
         out = {"loss": rows.mean(), "probs": logits.detach().softmax(-1)[:, 1], "labels": labels,
-               "view": view, "row_index": batch["row_index"].to(labels.device), "row_loss": rows.detach()}
+               "view": view, "row_index": batch["row_index"].to(labels.device), "row_loss": rows.detach(),
+               "labelled": self.labelled_rows(batch).long().to(labels.device)}  # long: gathered across ranks
         self.epoch_rows.add(**{k: out[k] for k in EPOCH_KEYS})
         return out
 
@@ -275,7 +291,8 @@ class VerifierModule(pl.LightningModule):
 
     def predict_step(self, batch: dict, batch_idx: int) -> dict:
         logits = self._logits(batch)
-        return {"probs": logits.softmax(-1)[:, 1], "row_index": batch["row_index"], "ids": batch["ids"]}
+        return {"probs": logits.softmax(-1)[:, 1], "row_index": batch["row_index"], "ids": batch["ids"],
+                "labelled": self.labelled_rows(batch)}
 
     # ----- optimisation ---------------------------------------------------------------------
     def configure_optimizers(self):
@@ -336,10 +353,12 @@ class VerifierModule(pl.LightningModule):
         names = self.trainable_names()
         checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in names}
         checkpoint["decision_threshold"] = float(self.threshold)  # tuned on validation, used by predict
+        checkpoint["decision_threshold_seen"] = float(self.threshold_seen)
         checkpoint["rng"] = rng.capture(self.device)  # every rank's generators (dropout), for exact resumes
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         self.threshold = float(checkpoint.get("decision_threshold", self.threshold))
+        self.threshold_seen = float(checkpoint.get("decision_threshold_seen", self.threshold))
         if "rng" in checkpoint:
             rank = self.trainer.global_rank if self._trainer is not None else 0
             rng.restore(checkpoint["rng"], rank, self.device)

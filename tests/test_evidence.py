@@ -67,7 +67,7 @@ def test_training_row_never_sees_its_own_vote_or_label(index):
     # Row 0 (18, correct): two other 18s (one correct, one incorrect), one 26 (incorrect).
     assert _counts_of(shown(q1, "18", 1, passes=0, row_index=0)) == {
         "log1p_same": 2, "log1p_other": 1, "log1p_known_correct_same": 1, "log1p_known_incorrect_same": 1,
-        "log1p_known_correct_other": 0, "no_siblings": 0.0, "no_labels": 0.0}
+        "log1p_known_correct_other": 0, "log1p_known_incorrect_other": 1, "no_siblings": 0.0, "no_labels": 0.0}
     # Row 2 (18, labelled incorrect): its own "incorrect" is gone, both correct labels remain.
     assert _counts_of(shown(q1, "18", 0, passes=0, row_index=2))["log1p_known_incorrect_same"] == 0
     assert _counts_of(shown(q1, "18", 0, passes=0, row_index=2))["log1p_known_correct_same"] == 2
@@ -134,6 +134,51 @@ def test_validation_questions_stay_out_of_the_index(tmp_path):
     assert q1 not in index and question_digest(Q2) in index
 
 
+def test_labels_fit_leaves_out_are_kept_for_prediction_only(tmp_path):
+    """Validation questions' rows and the seen view's labels: out of fit's evidence, in predict's."""
+    q1, q2 = question_digest(Q1), question_digest(Q2)
+    rows = ROWS + [dict(ROWS[4], solution="t2 \\boxed{4}"), dict(ROWS[4], answer="5", solution="t3", is_correct="False")]
+    index, held = build_index(resolve_parts(_write(tmp_path / "t.csv", rows)), lambda d: d == q1, 1.0, 1)
+    assert len(held) == 1 and held[0].digest == q2
+    assert q1 not in index and index.left_out[q1] == {"18": [3, 2, 1], "26": [1, 0, 1]}
+    assert sum(c[1] + c[2] for c in index.counts(q2).values()) == 2  # the held-out row's label is not there
+    assert sum(c[0] for c in index.left_out[q2].values()) == 0  # ... only its label, its vote is counted
+    complete = index.complete()
+    assert complete.counts(q1) == {"18": [3, 2, 1], "26": [1, 0, 1]}
+    assert sum(c[1] + c[2] for c in complete.counts(q2).values()) == 3 and complete.left_out == {}
+    # A test row of the validation question: predict sees its labelled siblings, validation does not.
+    pool = pool_of([(q1, "26")])
+    at_predict = _counts_of(eval_features(complete, pool, q1, "26", own_in="pool"))
+    at_validation = _counts_of(eval_features(index, pool, q1, "26", own_in="pool"))
+    assert at_predict["log1p_known_correct_other"] == 2 and at_predict["no_labels"] == 0.0
+    assert at_validation["no_labels"] == 1.0 and at_validation["log1p_same"] == 0
+    back = EvidenceIndex.from_json(index.to_json())  # the checkpoint form keeps both parts
+    assert back.questions == index.questions and back.left_out == index.left_out
+
+
+def test_equal_answers_count_as_one_answer(tmp_path):
+    q = "Simplify sqrt(18)."
+    rows = [{"question": q, "answer": a, "solution": f"s{i}", "is_correct": c}
+            for i, (a, c) in enumerate([("3\\sqrt{2}", "True"), ("\\sqrt{18}", "True"), ("3\\sqrt{2}", "True"), ("18", "False")])]
+    index, _ = build_index(resolve_parts(_write(tmp_path / "t.csv", rows)), lambda d: False, 0.0, 0)
+    digest = question_digest(q)
+    assert index.aliases[digest] == {"\\sqrt{18}": "3\\sqrt{2}"}
+    shown = TrainingEvidence(index, seed=0, hide_labels=0.0, thin_siblings=0.0)
+    odd_one = shown(digest, "\\sqrt{18}", 1, passes=0, row_index=1)
+    assert _counts_of(odd_one)["log1p_same"] == 2 and _counts_of(odd_one)["log1p_known_correct_same"] == 2
+    assert odd_one[F["other_form"]] == 1.0  # written unlike its class's most voted spelling
+    assert shown(digest, "3\\sqrt{2}", 1, passes=0, row_index=0)[F["other_form"]] == 0.0
+    assert EvidenceIndex.from_json(index.to_json()).aliases == index.aliases
+    # A predict file that brings a new spelling: its class is found at evaluation time.
+    from mathverify.evidence import eval_aliases
+
+    pool = pool_of([(digest, "\\frac{6}{\\sqrt{2}}")])
+    aliases = eval_aliases(index, pool)
+    assert aliases[digest]["\\frac{6}{\\sqrt{2}}"] == "3\\sqrt{2}"
+    new = eval_features(index.complete(), pool, digest, "\\frac{6}{\\sqrt{2}}", own_in="pool", aliases=aliases[digest])
+    assert _counts_of(new)["log1p_same"] == 3
+
+
 def test_index_save_load_round_trip_is_json(tmp_path, index):
     path = tmp_path / "evidence_index.json.gz"
     index.save(path)
@@ -150,6 +195,6 @@ def test_predict_without_a_saved_index_says_why():
     dm = VerifyDataModule(evidence=True)
     example = {"digest": question_digest(Q2), "answer_key": "4", "own_in": "pool"}
     with pytest.raises(SettingsError, match="no evidence index.*--model.evidence false"):
-        dm._attach_evidence([example])
-    VerifyDataModule(evidence=False)._attach_evidence([example])  # evidence off: nothing needed
+        dm._attach_evidence([example], complete=True)
+    VerifyDataModule(evidence=False)._attach_evidence([example], complete=True)  # evidence off: nothing needed
     assert "evidence" not in example

@@ -60,7 +60,13 @@ def test_fit_with_evidence_then_predict_from_the_saved_index(tmp_path, tiny_path
         assert len(scalars[tag]) == 2, tag  # one per round
     ckpt = run_dir / "checkpoints" / "last.ckpt"
     state = torch.load(ckpt, weights_only=True)
-    assert json.loads(state["VerifyDataModule"]["evidence_index"])["format"] == "mathverify-evidence-1"
+    from mathverify.evidence import INDEX_FORMAT
+
+    saved = json.loads(state["VerifyDataModule"]["evidence_index"])
+    assert saved["format"] == INDEX_FORMAT
+    # the validation questions' labelled rows: out of fit's evidence, kept for predict
+    assert saved["left_out"] and not set(saved["left_out"]) - set(saved["questions"]) == set()
+    assert 0 < state["decision_threshold_seen"] < 1
     assert any(k.startswith("evidence_head.") for k in state["state_dict"])
     assert state["hyper_parameters"]["evidence"] is True
     names = [g["name"] for g in state["optimizer_states"][0]["param_groups"]]

@@ -30,7 +30,26 @@ def test_threshold_is_tuned_logged_and_saved(trained):
     assert len(scalars["val/threshold_acc"]) == 2 and len(scalars["val/acc_tuned"]) == 2
     assert scalars["val/acc_tuned"][-1] >= scalars["val/acc"][-1] - 1e-6  # in-sample tuning never loses
     ckpt = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
-    assert ckpt["decision_threshold"] == pytest.approx(scalars["val/threshold_acc"][-1])
+    assert ckpt["decision_threshold"] == pytest.approx(scalars["val/threshold_used"][-1])
+    assert scalars["val/threshold_used"][-1] in (pytest.approx(0.5), pytest.approx(scalars["val/threshold_acc"][-1]))
+
+
+def test_a_tuned_threshold_is_adopted_only_when_it_beats_chance():
+    from callbacks.threshold import adopted_threshold, best_thresholds
+
+    gen = torch.Generator().manual_seed(0)
+    # Calibrated scores: labels drawn with P(True) = p. The in-sample optimum is noise: kept at 0.5.
+    probs = torch.rand(300, generator=gen)
+    labels = (torch.rand(300, generator=gen) < probs).long()
+    tuned = best_thresholds(probs, labels)["threshold_acc"]
+    assert tuned != pytest.approx(0.5)
+    assert adopted_threshold(probs, labels, tuned) == 0.5
+    assert adopted_threshold(probs, labels, tuned, min_z=0) == tuned
+    # A model that under-predicts True (true P = sqrt(p)): many rows between 0.25 and 0.5 are
+    # True, the tuned cut moves them all the same way and is adopted.
+    labels = (torch.rand(300, generator=gen) < probs.sqrt()).long()
+    tuned = best_thresholds(probs, labels)["threshold_acc"]
+    assert tuned < 0.4 and adopted_threshold(probs, labels, tuned) == tuned
 
 
 def test_best_thresholds_match_brute_force():

@@ -29,6 +29,9 @@ EXPECTED_AT_HALF = {
     "majority_acc": 5 / 8,
     "pos_rate": 3 / 8,
     "pred_pos_rate": 4 / 8,
+    # ECE, 10 bins: one row per bin (0.1 and 0.2 may share one, both labelled 0: the same sum),
+    # |p - y| = .1 + .2 + .7 + .4 + .6 + .7 + .2 + .1 = 3.0 over 8 rows.
+    "ece": 3.0 / 8,
 }
 METRIC_NAMES = set(EXPECTED_AT_HALF)
 

@@ -90,6 +90,30 @@ def test_threshold_defaults_to_the_module(tmp_path, writer_threshold, module_thr
     assert [row_id for row_id, value in read_csv(output)[1:] if value == "True"] == expected_true
 
 
+class CaseAwareModule(FixedProbsModule):
+    """Rows q0..q3 have labelled siblings (the seen case): they get ``threshold_seen``."""
+
+    def __init__(self, threshold: float, threshold_seen: float) -> None:
+        super().__init__(threshold)
+        self.threshold_seen = threshold_seen
+
+    def predict_step(self, batch, batch_idx):
+        out = super().predict_step(batch, batch_idx)
+        return {**out, "labelled": batch["row_index"] < 4}
+
+
+@pytest.mark.parametrize(
+    ("writer_threshold", "expected_true"),
+    # P_TRUE 0.91, 0.2, 0.5, 0.73 (seen: > 0.8) | 0.05, 0.6, 0.49 (unseen: > 0.45)
+    [(None, ["q0", "q5", "q6"]), (0.55, ["q0", "q3", "q5"])],
+)
+def test_each_row_gets_the_threshold_of_its_case(tmp_path, writer_threshold, expected_true):
+    output = tmp_path / "submission.csv"
+    predict(SubmissionWriter(output=str(output), threshold=writer_threshold), CaseAwareModule(0.45, 0.8))
+
+    assert [row_id for row_id, value in read_csv(output)[1:] if value == "True"] == expected_true
+
+
 @pytest.mark.parametrize("existing", ["submission.csv", "p_true.csv"])
 def test_refuses_to_overwrite_before_predicting(tmp_path, existing):
     (tmp_path / existing).write_text("keep me\n")

@@ -1,0 +1,240 @@
+"""Accuracy on real generated solutions: fit + predict + score for every case, beside the no-model rules.
+
+The cases come from ``../shared/tools/real_cases.py`` (real answers of eight public models to GSM8K
+and MATH Level-5 problems, ZeroEval results, Apache-2.0; the data stays in ``../shared/data``):
+``gsm8k`` / ``math``, each ``unseen`` (test questions never in training) and ``seen`` (half of each
+test question's labelled solutions are in training, as in the contest). For every case and
+variant this runs ``mathverify fit`` on the case's ``train.csv`` with the config as shipped (only
+the file swapped), ``mathverify predict`` on ``test.csv`` with P(True) written out, then scores
+every test row:
+
+    python benchmarks/bench_real.py                                     # demo config, 4 cases x 3 variants
+    python benchmarks/bench_real.py --variants both --cases gsm8k-seen
+    python benchmarks/bench_real.py --variants evidence --per-question 4       # 4 solutions per question
+    python benchmarks/bench_real.py --config configs/smollm2-135m-cpu.yaml -- --model.backbone /tmp/smollm2
+
+Arguments after ``--`` go to every ``fit``. Columns: accuracy at the stored threshold (what a
+submission gets), at 0.5, the predicted-True rate beside the truth, expected calibration error
+(10 bins), AUROC; the rules: majority class, agreement (True iff another solution of the question,
+test or training, gave the same answer string: the tool's rule) and, for seen, the known-label rule.
+``--by`` adds accuracy per answering model and per number of same-question siblings (every
+question's eight answers come from eight different models: a model that only spots a writer's
+style would show as a per-model accuracy that follows the writer, not the answer).
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import csv
+import gzip
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = ROOT.parent / "shared"
+TOOL = SHARED / "tools" / "real_cases.py"
+CASES = ("gsm8k-unseen", "gsm8k-seen", "math-unseen", "math-seen")
+VARIANTS = {
+    "text": ["--model.evidence", "false"],
+    "evidence": ["--model.evidence", "true", "--model.use_text", "false"],
+    "both": ["--model.evidence", "true"],
+}
+DATA = {"gsm8k": "real-gsm8k-8models.jsonl.gz", "math": "real-math-l5-8models.jsonl.gz"}
+csv.field_size_limit(1 << 30)
+
+
+def make_case(case: str, folder: Path, seed: int) -> str:
+    """Write the case's files with the shared tool; returns the tool's reference line."""
+    name, mode = case.split("-")
+    done = subprocess.run([sys.executable, str(TOOL), name, str(folder), "--mode", mode, "--seed", str(seed)],
+                          capture_output=True, text=True, check=True)
+    return done.stdout.strip()
+
+
+def keep_per_question(folder: Path, k: int, seed: int) -> None:
+    """Keep at most ``k`` solutions per question (a seeded draw): fewer siblings, as in sets of N samples.
+
+    A question with rows on both sides (seen) keeps k // 2 training rows and the rest as test rows."""
+    import random
+
+    rng = random.Random(seed)
+    train, test = read_csv(folder / "train.csv"), read_csv(folder / "test.csv")
+    sides = collections.defaultdict(lambda: ([], []))
+    for r in train:
+        sides[r["question"]][0].append(r)
+    for r in test:
+        sides[r["question"]][1].append(r)
+    keep = set()
+    for in_train, in_test in sides.values():
+        n_train = k if not in_test else 0 if not in_train else k // 2
+        for rows, n in ((in_train, n_train), (in_test, k - n_train)):
+            keep.update(id(r) for r in rng.sample(rows, min(n, len(rows))))
+    labels = read_csv(folder / "test_labels.csv")
+    kept_ids = {r["ID"] for r in test if id(r) in keep}
+    for name, rows in (("train.csv", [r for r in train if id(r) in keep]), ("test.csv", [r for r in test if id(r) in keep]),
+                       ("test_labels.csv", [r for r in labels if r["ID"] in kept_ids])):
+        with (folder / name).open("w", newline="", encoding="utf-8") as handle:
+            writer = csv.DictWriter(handle, list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+
+
+def read_csv(path: Path) -> list[dict]:
+    with path.open(newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+def writer_of_rows(case: str) -> dict[tuple[str, str], str]:
+    """(question, solution) -> answering model, from the shared data (the case files drop the model)."""
+    out = {}
+    with gzip.open(SHARED / "data" / DATA[case.split("-")[0]], "rt", encoding="utf-8") as handle:
+        for line in handle:
+            r = json.loads(line)
+            solution = r["reasoning"] + f"\n\nThe final answer is $\\boxed{{{r['answer']}}}$."
+            out[(r["question"], solution)] = r["model"]
+    return out
+
+
+def rules(folder: Path) -> dict[str, list[bool]]:
+    """The reference rules' decision per test row (same definitions as the shared tool)."""
+    train, test = read_csv(folder / "train.csv"), read_csv(folder / "test.csv")
+    known = collections.defaultdict(list)
+    for r in train:
+        known[r["question"]].append((r["answer"], r["is_correct"] == "True"))
+    siblings = collections.defaultdict(list)
+    for r in test:
+        siblings[r["question"]].append(r["ID"])
+    answer = {r["ID"]: r["answer"] for r in test}
+    agreement, known_label = [], []
+    for r in test:
+        others = [answer[i] for i in siblings[r["question"]] if i != r["ID"]] + [a for a, _ in known[r["question"]]]
+        agree = r["answer"] in others
+        right = {a for a, ok in known[r["question"]] if ok}
+        wrong = {a for a, ok in known[r["question"]] if not ok}
+        agreement.append(agree)
+        known_label.append(True if r["answer"] in right else False if right or r["answer"] in wrong else agree)
+    return {"agreement": agreement, "known-label": known_label}
+
+
+def auroc(p: list[float], y: list[bool]) -> float:
+    order = sorted(range(len(p)), key=lambda i: p[i])
+    ranks, i = [0.0] * len(p), 0
+    while i < len(order):  # average ranks over ties
+        j = i
+        while j + 1 < len(order) and p[order[j + 1]] == p[order[i]]:
+            j += 1
+        for k in range(i, j + 1):
+            ranks[order[k]] = (i + j) / 2 + 1
+        i = j + 1
+    pos = sum(y)
+    neg = len(y) - pos
+    if not pos or not neg:
+        return float("nan")
+    return (sum(r for r, t in zip(ranks, y) if t) - pos * (pos + 1) / 2) / (pos * neg)
+
+
+def ece(p: list[float], y: list[bool], bins: int = 10) -> float:
+    """Expected calibration error: |mean P(True) - share True| per equal-width bin, weighted by rows."""
+    total = 0.0
+    for b in range(bins):
+        members = [i for i, v in enumerate(p) if min(int(v * bins), bins - 1) == b]
+        if members:
+            total += abs(sum(p[i] for i in members) / len(members) - sum(y[i] for i in members) / len(members)) * len(members)
+    return total / len(p)
+
+
+def score(folder: Path, run_dir: Path, by: bool, writers: dict) -> dict:
+    test = read_csv(folder / "test.csv")
+    labels = {r["ID"]: r["is_correct"] == "True" for r in read_csv(folder / "test_labels.csv")}
+    submitted = {r["ID"]: r["is_correct"] == "True" for r in read_csv(run_dir / "submission.csv")}
+    probs = {r["ID"]: float(r["p_true"]) for r in read_csv(run_dir / "probabilities.csv")}
+    ids = [r["ID"] for r in test]
+    y = [labels[i] for i in ids]
+    p = [probs[i] for i in ids]
+    decided = [submitted[i] for i in ids]
+    n = len(ids)
+    out = {"acc": sum(d == t for d, t in zip(decided, y)) / n,
+           "acc@0.5": sum((v > 0.5) == t for v, t in zip(p, y)) / n,
+           "pred_true": sum(decided) / n, "true": sum(y) / n, "ece": ece(p, y), "auroc": auroc(p, y)}
+    if by:
+        groups = collections.defaultdict(list)
+        count = collections.Counter(r["question"] for r in test)
+        train_count = collections.Counter(r["question"] for r in read_csv(folder / "train.csv"))
+        for r, d, t in zip(test, decided, y):
+            groups["model " + writers.get((r["question"], r["solution"]), "?")].append(d == t)
+            groups[f"siblings {count[r['question']] - 1 + train_count[r['question']]}"].append(d == t)
+        out["by"] = {k: (sum(v) / len(v), len(v)) for k, v in sorted(groups.items())}
+    return out
+
+
+def run(cmd: list[str]) -> None:
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"failed: {' '.join(cmd)}\n{done.stderr[-4000:]}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    extra = argv[argv.index("--") + 1:] if "--" in argv else []
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--config", default=str(ROOT / "configs" / "demo.yaml"))
+    parser.add_argument("--cases", default=",".join(CASES), help="comma-separated subset of: " + ", ".join(CASES))
+    parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated subset of: " + ", ".join(VARIANTS))
+    parser.add_argument("--seed", type=int, default=0, help="the cases' split seed (real_cases.py --seed)")
+    parser.add_argument("--per-question", type=int, default=0,
+                        help="keep at most this many solutions per question (e.g. 4: as in sets of 4 samples); 0 = all 8")
+    parser.add_argument("--by", action="store_true", help="also accuracy per answering model and per sibling count")
+    parser.add_argument("--dir", default=None, help="where cases and runs go (default: a new temporary folder)")
+    args = parser.parse_args(argv[: argv.index("--")] if "--" in argv else argv)
+    if not TOOL.is_file():
+        raise SystemExit(f"{TOOL} not found: this benchmark needs the project's shared/ folder beside the repo")
+    work = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="mathverify-real-"))
+    table = []
+    for case in args.cases.split(","):
+        folder = work / "cases" / case
+        print(make_case(case, folder, args.seed), file=sys.stderr)
+        if args.per_question:
+            keep_per_question(folder, args.per_question, args.seed)
+        labels = {r["ID"]: r["is_correct"] == "True" for r in read_csv(folder / "test_labels.csv")}
+        y = [labels[r["ID"]] for r in read_csv(folder / "test.csv")]
+        refs = {"majority": max(sum(y), len(y) - sum(y)) / len(y)}
+        for rule, decided in rules(folder).items():
+            if rule == "agreement" or case.endswith("seen") and not case.endswith("unseen"):
+                refs[rule] = sum(d == t for d, t in zip(decided, y)) / len(y)
+        writers = writer_of_rows(case) if args.by else {}
+        for variant in args.variants.split(","):
+            run_name = f"{case}-{variant}" + (f"-k{args.per_question}" if args.per_question else "")
+            started = time.monotonic()
+            run([sys.executable, "-m", "mathverify", "fit", "--config", args.config, "--logs_dir", str(work / "runs"),
+                 "--run_name", run_name, "--trainer.enable_progress_bar", "false",
+                 "--data.train_files", str(folder / "train.csv"), *VARIANTS[variant], *extra])
+            fit_s = time.monotonic() - started
+            run_dir = work / "runs" / run_name / "version_0"
+            run([sys.executable, "-m", "mathverify", "predict", "--logs_dir", str(work / "runs"),
+                 "--ckpt_path", f"{run_name}:best", "--data.predict_files", str(folder / "test.csv"),
+                 "--probabilities", str(run_dir / "probabilities.csv"), "--trainer.enable_progress_bar", "false"])
+            result = score(folder, run_dir, args.by, writers)
+            result.update(case=case + (f"/{args.per_question}" if args.per_question else ""), variant=variant, fit_s=fit_s, **refs)
+            table.append(result)
+            print(json.dumps({k: v for k, v in result.items() if k != "by"}), file=sys.stderr, flush=True)
+    print(f"{'case':<13} {'variant':<9} {'acc':>6} {'acc@0.5':>7} {'predT':>6} {'true':>6} {'ECE':>6} {'AUROC':>6} "
+          f"{'major':>6} {'agree':>6} {'known':>6} {'fit s':>6}")
+    for r in table:
+        known = f"{r['known-label']:.4f}" if "known-label" in r else ""
+        print(f"{r['case']:<13} {r['variant']:<9} {r['acc']:.4f} {r['acc@0.5']:>7.4f} {r['pred_true']:.4f} "
+              f"{r['true']:.4f} {r['ece']:.4f} {r['auroc']:.4f} {r['majority']:.4f} {r['agreement']:.4f} "
+              f"{known:>6} {r['fit_s']:>6.0f}")
+    for r in table:
+        for key, (acc, n) in r.get("by", {}).items():
+            print(f"  {r['case']:<13} {r['variant']:<9} {key:<36} {acc:.4f} ({n} rows)")
+    print(f"(cases and runs in {work})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,47 @@
+"""EvidenceWarmStart: the evidence head fitted to every labelled row of the index before step 1."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import torch
+
+from callbacks.evidence_warm_start import EvidenceWarmStart
+from mathverify.evidence import N_FEATURES, EvidenceIndex, TrainingEvidence, features
+from mathverify.heads import EvidenceHead
+
+
+def _index() -> EvidenceIndex:
+    # 40 questions: three rows agree on a right answer, two lone wrong answers each.
+    questions = {f"q{i}": {"7": [3, 3, 0], f"{i + 100}": [1, 0, 1], f"{i + 200}": [1, 0, 1]} for i in range(40)}
+    return EvidenceIndex(questions)
+
+
+def _trainer(index, ckpt_path=None, global_step=0):
+    shown = TrainingEvidence(index, seed=0)
+    datamodule = SimpleNamespace(_training_evidence=lambda: shown, hparams=SimpleNamespace(seed=0))
+    return SimpleNamespace(datamodule=datamodule, ckpt_path=ckpt_path, global_step=global_step,
+                           strategy=object(), is_global_zero=True)
+
+
+def _p_true(head, vector) -> float:
+    x = torch.tensor([vector], dtype=torch.float32)
+    return float(head(torch.zeros(1, 2), x).softmax(-1)[0, 1])
+
+
+def test_warm_start_teaches_the_head_agreement_before_any_step():
+    torch.manual_seed(0)
+    module = SimpleNamespace(evidence_head=EvidenceHead(N_FEATURES))
+    agreeing = features({"7": [2, 0, 0], "100": [1, 0, 0]}, "7")  # two others agree, no labels
+    lone = features({"7": [3, 0, 0], "200": [1, 0, 0]}, "100")  # nobody agrees
+    assert _p_true(module.evidence_head, agreeing) == _p_true(module.evidence_head, lone) == 0.5  # zero-init
+    EvidenceWarmStart(steps=200).on_fit_start(_trainer(_index()), module)
+    assert _p_true(module.evidence_head, agreeing) > 0.8 and _p_true(module.evidence_head, lone) < 0.2
+
+
+def test_warm_start_leaves_a_resumed_head_alone():
+    module = SimpleNamespace(evidence_head=EvidenceHead(N_FEATURES))
+    before = [p.clone() for p in module.evidence_head.parameters()]
+    EvidenceWarmStart().on_fit_start(_trainer(_index(), ckpt_path="last.ckpt"), module)
+    EvidenceWarmStart().on_fit_start(_trainer(_index(), global_step=5), module)
+    assert all(torch.equal(a, b) for a, b in zip(before, module.evidence_head.parameters()))
