@@ -39,6 +39,8 @@ FEATURES = (
     "log1p_known_incorrect_same",  # ... and incorrect
     "log1p_known_correct_other",  # labelled correct rows with another answer
     "log1p_known_incorrect_other",  # labelled incorrect rows with another answer (answers ruled out)
+    "log1p_unlabelled_same",  # siblings with this answer whose label is not known (test rows, hidden labels)
+    "log1p_unlabelled_other",  # ... with another answer
     "no_labels",  # no labelled sibling at all (an unseen question)
     "empty_answer",
     "other_form",  # the answer meets others (mathverify.equality) but is not its class's most voted spelling
@@ -53,7 +55,7 @@ def has_labelled_siblings(evidence):
 
     The row's own case decides its decision threshold (``VerifierModule.decision_thresholds``)."""
     return evidence[:, NO_LABELS] == 0
-INDEX_FORMAT = "mathverify-evidence-2"  # 2: left_out rows, equal-answer aliases (features: 16)
+INDEX_FORMAT = "mathverify-evidence-2"  # 2: left_out rows, equal-answer aliases (features: 18)
 
 
 def by_class(counts: Counts, aliases: Optional[dict[str, str]]) -> Counts:
@@ -81,12 +83,13 @@ def features(counts: Counts, key: str, aliases: Optional[dict[str, str]] = None)
     mine = counts.get(key, [0, 0, 0])
     correct_other = sum(c[1] for k, c in counts.items() if k != key)
     incorrect_other = sum(c[2] for k, c in counts.items() if k != key)
+    unlabelled_other = sum(c[0] - c[1] - c[2] for k, c in counts.items() if k != key)
     labelled = sum(c[1] + c[2] for c in counts.values())
     return [
         math.log1p(same), math.log1p(other), same / total if total else 0.0, float(total == 0),
         float(same == 0), float(same == 1), float(same == 2), (same - top_other) / (total + 1),
         math.log1p(mine[1]), math.log1p(mine[2]), math.log1p(correct_other), math.log1p(incorrect_other),
-        float(labelled == 0),
+        math.log1p(max(0, mine[0] - mine[1] - mine[2])), math.log1p(max(0, unlabelled_other)), float(labelled == 0),
         float(key == ""), float(exact_key != key),
         float(bool(exact_key) and not is_plain_number(exact_key) and not is_symbolic(exact_key)),
     ]

@@ -67,7 +67,8 @@ def test_training_row_never_sees_its_own_vote_or_label(index):
     # Row 0 (18, correct): two other 18s (one correct, one incorrect), one 26 (incorrect).
     assert _counts_of(shown(q1, "18", 1, passes=0, row_index=0)) == {
         "log1p_same": 2, "log1p_other": 1, "log1p_known_correct_same": 1, "log1p_known_incorrect_same": 1,
-        "log1p_known_correct_other": 0, "log1p_known_incorrect_other": 1, "no_siblings": 0.0, "no_labels": 0.0}
+        "log1p_known_correct_other": 0, "log1p_known_incorrect_other": 1, "log1p_unlabelled_same": 0,
+        "log1p_unlabelled_other": 0, "no_siblings": 0.0, "no_labels": 0.0}
     # Row 2 (18, labelled incorrect): its own "incorrect" is gone, both correct labels remain.
     assert _counts_of(shown(q1, "18", 0, passes=0, row_index=2))["log1p_known_incorrect_same"] == 0
     assert _counts_of(shown(q1, "18", 0, passes=0, row_index=2))["log1p_known_correct_same"] == 2
