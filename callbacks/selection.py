@@ -28,7 +28,8 @@ class SelectionMetrics(Callback):
             return
         rows = pl_module.epoch_outputs()
         examples = trainer.datamodule.val_examples
-        mine = [i for i, view in enumerate(rows["view"].tolist()) if view == 0]
+        # in validation-file order, whatever order the ranks' rows were gathered in
+        mine = sorted((i for i, view in enumerate(rows["view"].tolist()) if view == 0), key=lambda i: int(rows["row_index"][i]))
         picked = [examples[int(rows["row_index"][i])] for i in mine]
         values = question_metrics([float(rows["probs"][i]) for i in mine], [int(rows["labels"][i]) for i in mine],
                                   [e["digest"] for e in picked], [e["answer_key"] for e in picked])

@@ -19,9 +19,20 @@ def group_rows(digests: Sequence[str]) -> dict[str, list[int]]:
     return groups
 
 
-def best_rows(probs: Sequence[float], digests: Sequence[str]) -> dict[str, int]:
-    """Question digest -> position of its highest-P(True) row (the first one on ties)."""
-    return {d: max(rows, key=lambda i: (probs[i], -i)) for d, rows in group_rows(digests).items()}
+def best_rows(probs: Sequence[float], digests: Sequence[str], keys: Sequence[str] | None = None) -> dict[str, int]:
+    """Question digest -> position of its highest-P(True) row.
+
+    Ties go to the smaller answer key (content, not the order rows were gathered in, so any
+    number of ranks picks the same answer), then to the first position."""
+    def rank(i: int):
+        return (probs[i], _neg(keys[i]) if keys is not None else (), -i)
+
+    return {d: max(rows, key=rank) for d, rows in group_rows(digests).items()}
+
+
+def _neg(text: str) -> tuple:
+    """A sort key under which a smaller string ranks higher with ``max``."""
+    return tuple(-ord(c) for c in text) + (1,)
 
 
 def question_metrics(probs: Sequence[float], labels: Sequence[int], digests: Sequence[str],
@@ -37,13 +48,13 @@ def question_metrics(probs: Sequence[float], labels: Sequence[int], digests: Seq
     groups = group_rows(digests)
     if not groups:
         return {}
-    best = best_rows(probs, digests)
+    best = best_rows(probs, digests, keys)
     select = vote = oracle = 0
     agree_right = 0
     for digest, rows in groups.items():
         select += labels[best[digest]] == 1
         counts = Counter(keys[i] for i in rows)
-        top_key = max(counts, key=lambda k: (counts[k], -min(i for i in rows if keys[i] == k)))
+        top_key = min(counts, key=lambda k: (-counts[k], k))  # a tie in votes: the smaller key, on any rank
         vote += any(labels[i] == 1 for i in rows if keys[i] == top_key)
         oracle += any(labels[i] == 1 for i in rows)
         agree_right += sum((counts[keys[i]] > 1) == (labels[i] == 1) for i in rows)
