@@ -5,7 +5,8 @@
 Rows come from the built-in generator (1-12 solutions per question, mean 5.5: more distinct
 questions than the contest's ~15k at a million rows, so a pessimistic size). Prints the pass time,
 the index's questions / distinct answers, its JSON size (what checkpoints hold) and gzip size (what
-``export`` writes), the memory the pass added (peak RSS), and the cost of one leave-one-out lookup.
+``export`` writes), the memory the pass added (peak RSS), the cost of one leave-one-out lookup, and
+the symbolic equality stage on real MATH answers (``../shared/data``), in one and in all processes.
 """
 
 from __future__ import annotations
@@ -57,7 +58,40 @@ def main(argv: list[str] | None = None) -> int:
         eval_features(index, pool, d, k, "pool")
     per_eval = (time.perf_counter() - started) / len(digests) * 1e6
     print(f"features per row: training {per_train:.0f} us, evaluation {per_eval:.0f} us")
+    equality_on_real_math()
     return 0
+
+
+def equality_on_real_math() -> None:
+    """The symbolic stage (math-verify) on real LaTeX answers: the MATH Level-5 set in ../shared/data
+    (721 questions x 8 models), one process and every CPU. Synthetic answers are plain numbers and
+    never reach it, so this is where its cost shows."""
+    import collections
+    import json
+    import os
+
+    from mathverify import equality
+    from mathverify.answers import answer_key
+    from mathverify.equality import all_classes, needs_symbolic
+
+    path = ROOT.parent / "shared" / "data" / "real-math-l5-8models.jsonl.gz"
+    if not path.is_file():
+        print(f"({path} not found: equality on real LaTeX answers not measured)")
+        return
+    votes = collections.defaultdict(collections.Counter)
+    with gzip.open(path, "rt", encoding="utf-8") as handle:
+        for line in handle:
+            row = json.loads(line)
+            votes[row["id"]][answer_key(row["answer"])] += 1
+    symbolic = sum(needs_symbolic(v) for v in votes.values())
+    equality.PARALLEL_MIN_QUESTIONS = 1  # this small set in worker processes too, to time them
+    for workers in (1, os.cpu_count() or 1):
+        equality._parsed.cache_clear()  # every run parses from scratch (workers start empty anyway)
+        started = time.perf_counter()
+        aliases = all_classes(votes, workers=workers)
+        seconds = time.perf_counter() - started
+        print(f"equality classes, real MATH answers: {len(votes)} questions ({symbolic} with formulas), "
+              f"{sum(len(a) for a in aliases.values())} answers merged, {seconds:.1f} s with {workers} process(es)")
 
 
 if __name__ == "__main__":
