@@ -26,6 +26,8 @@ import random
 from pathlib import Path
 from typing import Iterable, NamedTuple, Optional
 
+from mathverify.equality import all_classes, is_plain_number, is_symbolic, needs_symbolic
+
 Counts = dict[str, list[int]]  # answer key -> [votes, labelled correct, labelled incorrect]
 
 FEATURES = (
@@ -70,8 +72,6 @@ def features(counts: Counts, key: str, aliases: Optional[dict[str, str]] = None)
 
     ``aliases``: the question's equal-answer classes ({key: representative}); counts of one class
     count as one answer."""
-    from mathverify.equality import is_plain_number, is_symbolic
-
     exact_key = key
     key = (aliases or {}).get(key, key)
     counts = by_class(counts, aliases)
@@ -137,12 +137,12 @@ class EvidenceIndex:
     def find_equal_answers(self, workers: Optional[int] = None) -> None:
         """Equal-answer classes of every question (``mathverify.equality``), over all its answers
         (``left_out`` ones too: answers, not labels, so nothing leaks into validation)."""
-        from mathverify.equality import all_classes
-
-        votes = {}
+        votes = {}  # only questions math-verify could merge: most hold plain-number answers only
         for digest in set(self.questions) | set(self.left_out):
-            both = merged(self.questions.get(digest), self.left_out.get(digest))
-            votes[digest] = {k: c[0] for k, c in both.items()}
+            keys = set(self.questions.get(digest, ())) | set(self.left_out.get(digest, ()))
+            if needs_symbolic(keys):
+                both = merged(self.questions.get(digest), self.left_out.get(digest))
+                votes[digest] = {k: c[0] for k, c in both.items()}
         self.aliases = all_classes(votes, workers)
 
     def add(self, digest: str, key: str, label: Optional[int]) -> None:
@@ -235,8 +235,6 @@ def eval_features(index: Optional[EvidenceIndex], pool: Optional[EvidenceIndex],
 def eval_aliases(index: Optional[EvidenceIndex], pool: EvidenceIndex, workers: Optional[int] = None) -> dict[str, dict[str, str]]:
     """Equal-answer classes for an evaluated file's questions: the index's, recomputed where the
     file brings answers the index has not seen."""
-    from mathverify.equality import all_classes
-
     known = index.aliases if index else {}
     todo = {}
     for digest, part in pool.questions.items():
