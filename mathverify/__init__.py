@@ -9,3 +9,12 @@ __version__ = "0.1.0"
 # is noise in every command: drop that one message, nothing else from bitsandbytes.
 _logging.getLogger("bitsandbytes.backends.cpu.ops").addFilter(
     lambda record: "kernels-community" not in record.getMessage())
+
+
+def __getattr__(name: str):
+    # ``from mathverify import Verifier`` without importing torch for every ``import mathverify``
+    if name == "Verifier":
+        from mathverify.verifier import Verifier
+
+        return Verifier
+    raise AttributeError(f"module 'mathverify' has no attribute {name!r}")

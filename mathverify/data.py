@@ -14,16 +14,14 @@ import lightning.pytorch as pl
 import torch
 from torch.utils.data import DataLoader
 
-from mathverify.answers import answer_key
 from mathverify.backbone import load_tokenizer
-from mathverify.evidence import EvidenceIndex, TrainingEvidence, build_index, eval_aliases, eval_features, pool_of
+from mathverify.evidence import EvidenceIndex, TrainingEvidence, attach_evidence, build_index
 from mathverify.errors import SettingsError
-from mathverify.examples import clean_row, collate_examples, row_error
+from mathverify.examples import checked_examples, clean_row, collate_examples
 from mathverify.holdout import validation_rows
 from mathverify.prompt import SEED_TEMPLATE, PromptEncoder
 from mathverify.sharding import eval_sampler, rank_of
 from mathverify.sources import DataError, iter_rows, resolve_parts
-from mathverify.split import question_digest
 from mathverify.stream import StreamPosition, TrainStream, ValidationRule
 
 RoundPlan = Callable[[int], tuple[int, Optional[int]]]  # epoch -> (micro-batches, micro-batch size or None)
@@ -214,36 +212,8 @@ class VerifyDataModule(pl.LightningDataModule):
         """Check every row up front (a bad row is an error, never skipped), then tokenize.
 
         Runs in ``setup``, before ``configure_model`` loads any weight, so a bad test file costs
-        seconds. The error lists the first few bad rows as ``FILE: row N, column C: reason``.
-        """
-        from mathverify.examples import bad_rows_error, checked_id
-
-        if not rows:
-            raise DataError("no data rows to validate/test/predict (is the file a header only?)")
-        clean, errors, seen_ids = [], [], {}
-        for name, number, raw in rows:
-            row, reason, column = clean_row(raw, need_label)
-            problem = row_error(name, number, reason, column, raw) if row is None else None
-            if problem is None and "ID" in raw:
-                row["id"], problem = checked_id(raw["ID"], name, number, seen_ids)
-            if problem is not None:
-                errors.append(str(problem))
-                continue
-            row.setdefault("id", None)
-            row["digest"] = question_digest(row["question"])
-            clean.append(row)
-        if errors:
-            raise bad_rows_error(errors)
-        ids, _ = self.encoder.encode(clean)
-        examples = []
-        for index, (row, input_ids) in enumerate(zip(clean, ids)):
-            example = {"input_ids": input_ids, "row_index": index, "digest": row["digest"],
-                       "id": row["id"] if row["id"] is not None else str(index),
-                       "answer": row["answer"], "answer_key": answer_key(row["answer"]), "view": 0, "own_in": "pool"}
-            if need_label:
-                example["label"] = row["label"]
-            examples.append(example)
-        return examples
+        seconds (``examples.checked_examples``)."""
+        return checked_examples(rows, self.encoder, need_label)
 
     # ----- loaders --------------------------------------------------------------------------
     def train_dataloader(self) -> DataLoader:
@@ -276,11 +246,7 @@ class VerifyDataModule(pl.LightningDataModule):
         if self.evidence_index is None:
             raise SettingsError("evidence is on but there is no evidence index: the checkpoint was trained without "
                                 "it (pass --model.evidence false) or fit has not built it")
-        index = self.evidence_index.complete() if complete else self.evidence_index
-        pool = pool_of((e["digest"], e["answer_key"]) for e in examples if e["own_in"] == "pool")
-        aliases = eval_aliases(index, pool)
-        for e in examples:
-            e["evidence"] = eval_features(index, pool, e["digest"], e["answer_key"], e["own_in"], aliases.get(e["digest"]))
+        attach_evidence(examples, self.evidence_index.complete() if complete else self.evidence_index)
 
     def _training_evidence(self) -> Optional[TrainingEvidence]:
         hp = self.hparams

@@ -244,6 +244,15 @@ def eval_aliases(index: Optional[EvidenceIndex], pool: EvidenceIndex, workers: O
     return {**known, **all_classes(todo, workers)} if todo else known
 
 
+def attach_evidence(examples: list[dict], index: Optional["EvidenceIndex"]) -> None:
+    """Set each example's ``evidence`` (features, leave-one-out): ``index`` plus the votes of the
+    examples' own rows (those with ``own_in == "pool"``), equal answers merged per question."""
+    pool = pool_of((e["digest"], e["answer_key"]) for e in examples if e["own_in"] == "pool")
+    aliases = eval_aliases(index, pool)
+    for e in examples:
+        e["evidence"] = eval_features(index, pool, e["digest"], e["answer_key"], e["own_in"], aliases.get(e["digest"]))
+
+
 def row_key(question: str, answer: str, solution: str) -> str:
     """A stable identity of one row's text, for the seen-view hold-out (16 hex digits)."""
     text = "\x00".join((question, answer, solution))

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import math
-from typing import Optional
+from typing import Iterable, Optional
 
 import torch
 
+from mathverify.answers import answer_key
 from mathverify.labels import LabelError, parse_label
 from mathverify.prefix import shared_prefix_length
 from mathverify.sources import BAD_ROW, DataError, valid_text
+from mathverify.split import question_digest
 
 TEXT_FIELDS = ("question", "answer", "solution")
 
@@ -94,6 +96,43 @@ def checked_id(value, name: str, number: int, seen: dict) -> tuple[Optional[str]
         return None, row_error(name, number, f"duplicate ID {text} (first at row {seen[text]})", "ID", {"ID": value})
     seen[text] = number
     return str(text), None
+
+
+def checked_examples(rows: Iterable[tuple[str, int, dict]], encoder, need_label: bool) -> list[dict]:
+    """Check every raw row (``(file name, row number, row)``), then tokenize them all.
+
+    A bad row is an error, never skipped: the ``DataError`` lists the first few as
+    ``FILE: row N, column C: reason``. Each example: input_ids, row_index (position in ``rows``),
+    digest (``split.question_digest``), id (the ``ID`` column, else the position), answer,
+    answer_key, view 0, own_in ``"pool"`` (see ``evidence.eval_features``) and, with
+    ``need_label``, label.
+    """
+    clean, errors, seen_ids = [], [], {}
+    for name, number, raw in rows:
+        row, reason, column = clean_row(raw, need_label)
+        problem = row_error(name, number, reason, column, raw) if row is None else None
+        if problem is None and "ID" in raw:
+            row["id"], problem = checked_id(raw["ID"], name, number, seen_ids)
+        if problem is not None:
+            errors.append(str(problem))
+            continue
+        row.setdefault("id", None)
+        row["digest"] = question_digest(row["question"])
+        clean.append(row)
+    if errors:
+        raise bad_rows_error(errors)
+    if not clean:
+        raise DataError("no data rows to validate/test/predict/score (is the file a header only?)")
+    ids, _ = encoder.encode(clean)
+    examples = []
+    for index, (row, input_ids) in enumerate(zip(clean, ids)):
+        example = {"input_ids": input_ids, "row_index": index, "digest": row["digest"],
+                   "id": row["id"] if row["id"] is not None else str(index),
+                   "answer": row["answer"], "answer_key": answer_key(row["answer"]), "view": 0, "own_in": "pool"}
+        if need_label:
+            example["label"] = row["label"]
+        examples.append(example)
+    return examples
 
 
 def collate_examples(examples: list[dict], pad_id: int) -> dict:

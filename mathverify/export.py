@@ -18,23 +18,41 @@ from pathlib import Path
 from mathverify.atomic import atomic_folder
 
 
-def load_module_from_checkpoint(ckpt_path: str):
-    """Rebuild the VerifierModule from a checkpoint's hyper-parameters and load its weights (CPU).
+def load_module_from_checkpoint(ckpt_path: str, device="cpu"):
+    """Rebuild the VerifierModule from a checkpoint's hyper-parameters and load its weights onto
+    ``device``. Returns (module, the checkpoint's dict); raises ``CheckpointError``."""
+    import torch
 
-    Returns (module, the checkpoint's dict)."""
     from mathverify.cli import CheckpointError, _load_checkpoint
     from mathverify.model import VerifierModule
 
-    try:
-        state = _load_checkpoint(ckpt_path)
-    except CheckpointError as err:
-        raise SystemExit(f"mathverify export: {err}") from None
+    state = _load_checkpoint(ckpt_path)
+    if "hyper_parameters" not in state or "state_dict" not in state:
+        raise CheckpointError(f"{ckpt_path}: not a mathverify checkpoint (no hyper_parameters/state_dict)")
     hparams = {k: v for k, v in state["hyper_parameters"].items() if not k.startswith("_")}
-    module = VerifierModule(**hparams)
-    module.configure_model()
-    module.on_load_checkpoint(state)  # checks the adapter shape, restores the tuned threshold
+    try:
+        module = VerifierModule(**hparams)
+    except TypeError as err:  # another LightningModule's checkpoint, or another version's settings
+        raise CheckpointError(f"{ckpt_path}: not a checkpoint of this mathverify version ({err})") from None
+    module.build(torch.device(device))
+    # checks the adapter shape, restores the tuned thresholds (not the training RNG: nothing trains)
+    module.on_load_checkpoint({k: v for k, v in state.items() if k != "rng"})
     module.load_state_dict(state["state_dict"], strict=False)
     return module.eval(), state
+
+
+def _json_settings(hparams) -> dict:
+    """The module's settings that rebuild it for inference (``Verifier.load``); not the optimizer."""
+    out = {}
+    for key, value in dict(hparams).items():
+        if key.startswith("_") or key == "optimizer":
+            continue
+        try:
+            json.dumps(value)
+        except TypeError:
+            value = list(value) if isinstance(value, (tuple, set)) else str(value)
+        out[key] = value
+    return out
 
 
 def export_checkpoint(ckpt_path: str, output: str, merged: bool = False, overwrite: bool = False) -> Path:
@@ -45,7 +63,12 @@ def export_checkpoint(ckpt_path: str, output: str, merged: bool = False, overwri
     target = Path(output)
     if target.exists() and not overwrite:
         raise SystemExit(f"mathverify export: {target} exists; pass --overwrite to replace it")
-    module, state = load_module_from_checkpoint(ckpt_path)
+    from mathverify.cli import CheckpointError
+
+    try:
+        module, state = load_module_from_checkpoint(ckpt_path)
+    except CheckpointError as err:
+        raise SystemExit(f"mathverify export: {err}") from None
     hp = module.hparams
     tokenizer = load_tokenizer(hp.backbone, hp.trust_remote_code)
     encoder = PromptEncoder(tokenizer, hp.prompt_template, hp.positive_label, hp.negative_label, hp.max_length)
@@ -62,6 +85,8 @@ def export_checkpoint(ckpt_path: str, output: str, merged: bool = False, overwri
             "evidence": evidence,
             "base_model": resolve_backbone(hp.backbone), "head": hp.head, "threshold": float(module.threshold),
             "threshold_seen": float(module.threshold_seen),
+            "eval_batch_size": int(state.get("datamodule_hyper_parameters", {}).get("eval_batch_size", 16)),
+            "module": _json_settings(hp),  # mathverify.Verifier.load rebuilds the module from these
             "prompt_template": hp.prompt_template, "max_length": hp.max_length,
             "label_words": {"positive": hp.positive_label, "negative": hp.negative_label},
             "label_token_ids": {"positive": encoder.labels.positive_id, "negative": encoder.labels.negative_id},

@@ -125,12 +125,16 @@ class VerifierModule(pl.LightningModule):
 
     # ----- building -------------------------------------------------------------------------
     def configure_model(self) -> None:
+        self.build(self.trainer.strategy.root_device if self._trainer is not None else torch.device("cpu"))
+
+    def build(self, device: torch.device) -> None:
+        """Load the backbone onto ``device``, add LoRA and the heads (once; Lightning calls it
+        through ``configure_model``, ``mathverify.verifier`` directly)."""
         if self.model is not None:
             return
         hp = self.hparams
         tokenizer = load_tokenizer(hp.backbone, hp.trust_remote_code)
         encoder = PromptEncoder(tokenizer, hp.prompt_template, hp.positive_label, hp.negative_label, hp.max_length)
-        device = self.trainer.strategy.root_device if self._trainer is not None else torch.device("cpu")
         base = load_causal_lm(
             hp.backbone,
             quantization=hp.quantization,

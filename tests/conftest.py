@@ -72,3 +72,17 @@ def write_csv(tmp_path):
         return str(path)
 
     return write
+
+
+@pytest.fixture(scope="session")
+def evidence_run(tmp_path_factory, tiny_path):
+    """A short fit of the tiny Llama with evidence and both decision thresholds (the verifier,
+    reward and score tests use it): (logs dir, its last checkpoint)."""
+    from mathverify.cli import cli_main
+    from test_cli import _fit_args
+
+    logs = tmp_path_factory.mktemp("verifier") / "logs"
+    cli_main(_fit_args(logs, "ver", "--model.evidence", "true", "--data.val_seen_size", "0.1",
+                       "--data.val_seen_max_rows", "20", "--trainer.callbacks+=callbacks.threshold.DecisionThreshold",
+                       rounds="[{steps: 3}]"))
+    return logs, logs / "ver" / "version_0" / "checkpoints" / "last.ckpt"
