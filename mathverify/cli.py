@@ -258,7 +258,8 @@ def run_folder(logs_dir: str, run_name: str, ckpt_path: Optional[str], subcomman
     return run_name, f"version_{versions[-1] + 1 if versions else 0}"
 
 
-COMMANDS = {"check-data": "mathverify.check", "export": "mathverify.export", "sweep": "mathverify.sweep"}  # plain argparse commands
+COMMANDS = {"check-data": "mathverify.check", "export": "mathverify.export", "sweep": "mathverify.sweep",
+            "score": "mathverify.score"}  # plain argparse commands
 
 
 def cli_main(args=None) -> None:

@@ -172,13 +172,22 @@ class Verifier:
         best = max(range(len(scores)), key=lambda i: (scores[i], -i))
         return BestOfN(best, rows[best]["solution"], scores[best], scores)
 
-    @torch.inference_mode()
     def _score(self, rows: Any) -> list[tuple[float, bool]]:
-        from mathverify.evidence import attach_evidence, has_labelled_siblings
+        from mathverify.evidence import attach_evidence
 
         examples = checked_examples(_numbered(as_records(rows)), self.encoder, need_label=False)
         if self.module.hparams.evidence:
             attach_evidence(examples, self.index)
+        return self.run(examples)
+
+    @torch.inference_mode()
+    def run(self, examples: list[dict]) -> list[tuple[float, bool]]:
+        """(P(True), has labelled siblings) of each example (``examples.checked_examples``, with
+        ``evidence`` attached when the model weighs it), in the order given."""
+        from mathverify.evidence import has_labelled_siblings
+
+        if not examples:
+            return []
         order = sorted(examples, key=lambda e: len(e["input_ids"]), reverse=True)  # as predict batches them
         collate = partial(collate_examples, pad_id=self.pad_id)
         out: list[Optional[tuple[float, bool]]] = [None] * len(examples)
@@ -189,8 +198,8 @@ class Verifier:
             probs = logits.float().softmax(-1)[:, 1].cpu().tolist()
             evidence = batch.get("evidence")
             labelled = (has_labelled_siblings(evidence).tolist() if evidence is not None else [False] * len(probs))
-            for row_index, p, known in zip(batch["row_index"].tolist(), probs, labelled):
-                out[row_index] = (p, bool(known))
+            for position, p, known in zip(batch["row_index"].tolist(), probs, labelled):
+                out[position] = (p, bool(known))
         return out  # type: ignore[return-value]
 
 
