@@ -85,7 +85,6 @@ def export_checkpoint(ckpt_path: str, output: str, merged: bool = False, overwri
             "evidence": evidence,
             "base_model": resolve_backbone(hp.backbone), "head": hp.head, "threshold": float(module.threshold),
             "threshold_seen": float(module.threshold_seen),
-            "eval_batch_size": int(state.get("datamodule_hyper_parameters", {}).get("eval_batch_size", 16)),
             "module": _json_settings(hp),  # mathverify.Verifier.load rebuilds the module from these
             "prompt_template": hp.prompt_template, "max_length": hp.max_length,
             "label_words": {"positive": hp.positive_label, "negative": hp.negative_label},

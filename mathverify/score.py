@@ -49,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="write only rows with p_true above P (filtering); default: every row")
     parser.add_argument("--device", default=None, help="cpu, cuda (default: cuda if there is one)")
     parser.add_argument("--devices", type=int, default=1, help="processes, one per device (CUDA i, or CPU)")
-    parser.add_argument("--batch-size", type=int, default=None, help="rows per forward pass (default: the run's)")
+    parser.add_argument("--batch-size", type=int, default=None, help="rows per forward pass (default 16, as predict; raise it on a GPU)")
     parser.add_argument("--chunk-rows", type=int, default=4096, help="rows scored and written together")
     parser.add_argument("--skip-bad", action="store_true", help="skip and count bad rows instead of stopping")
     parser.add_argument("--overwrite", action="store_true", help="replace the output and any unfinished run")

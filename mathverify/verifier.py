@@ -9,8 +9,8 @@
 
 Loaded once (backbone, adapter, heads, prompt, thresholds, evidence index), then called many
 times: no Lightning Trainer is built. ``score`` runs the path ``mathverify predict`` runs
-(``examples.checked_examples``, ``evidence.attach_evidence``, longest-first batches of the run's
-``eval_batch_size``, ``VerifierModule.forward``), so it returns the same numbers for the same rows.
+(``examples.checked_examples``, ``evidence.attach_evidence``, longest-first batches of 16 rows,
+``VerifierModule.forward``), so it returns the same numbers for the same rows.
 Evidence is computed among the rows of one call (plus the saved index): score a question's
 candidates in one call when their agreement should count.
 """
@@ -30,6 +30,7 @@ from mathverify.examples import checked_examples, collate_examples
 from mathverify.sources import DataError
 
 EXPORT_META = "mathverify.json"
+BATCH_SIZE = 16  # rows per forward pass: ``mathverify predict``'s default (data.eval_batch_size); small is fast on CPUs
 
 
 class VerifierError(ValueError):
@@ -69,7 +70,7 @@ class Verifier:
         Args:
             device: where the model runs (``"cpu"``, ``"cuda:0"``; default: the first GPU if there
                 is one). 4-bit/8-bit checkpoints are loaded quantized, as trained.
-            batch_size: rows per forward pass (default: the run's ``data.eval_batch_size``).
+            batch_size: rows per forward pass (default 16, as ``mathverify predict``; raise it on a GPU).
         """
         device = torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
         folder = Path(path)
@@ -98,8 +99,7 @@ class Verifier:
             if index_json is None:
                 raise VerifierError(f"{ckpt}: the model weighs evidence but the checkpoint holds no evidence index")
             index = EvidenceIndex.from_json(index_json).complete()
-        data_hp = state.get("datamodule_hyper_parameters", {})
-        return cls._assemble(module, index, batch_size or int(data_hp.get("eval_batch_size", 16)), ckpt)
+        return cls._assemble(module, index, batch_size or BATCH_SIZE, ckpt)
 
     @classmethod
     def _from_export(cls, folder: Path, device, batch_size) -> "Verifier":
@@ -125,7 +125,7 @@ class Verifier:
             module.evidence_head.load_state_dict(load_file(folder / evidence["head"], device=str(device)))
             index = EvidenceIndex.load(folder / evidence["index"])  # written complete by export
         module.threshold, module.threshold_seen = float(meta["threshold"]), float(meta["threshold_seen"])
-        return cls._assemble(module, index, batch_size or int(meta.get("eval_batch_size", 16)), str(folder))
+        return cls._assemble(module, index, batch_size or BATCH_SIZE, str(folder))
 
     @classmethod
     def _assemble(cls, module, index, batch_size: int, source: str) -> "Verifier":
