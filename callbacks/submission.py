@@ -140,7 +140,7 @@ class SubmissionWriter(BasePredictionWriter):
         best, sizes = best_rows([row.p_true for row in rows], digests), group_rows(digests)
         self.best_answers.parent.mkdir(parents=True, exist_ok=True)
         _write_csv_atomically(self.best_answers, ("question", "solutions", "ID", "answer", "p_true"), (
-            (digest[:12], len(sizes[digest]), rows[i].id, examples[rows[i].row_index]["answer"], f"{rows[i].p_true:.6f}")
+            (examples[rows[i].row_index]["question"], len(sizes[digest]), rows[i].id, examples[rows[i].row_index]["answer"], f"{rows[i].p_true:.6f}")
             for digest, i in best.items()))
         print(f"SubmissionWriter: wrote the best answer of each of {len(best)} questions to {self.best_answers}")
 

@@ -103,7 +103,7 @@ def checked_examples(rows: Iterable[tuple[str, int, dict]], encoder, need_label:
 
     A bad row is an error, never skipped: the ``DataError`` lists the first few as
     ``FILE: row N, column C: reason``. Each example: input_ids, row_index (position in ``rows``),
-    digest (``split.question_digest``), id (the ``ID`` column, else the position), answer,
+    digest (``split.question_digest``), question (its text), id (the ``ID`` column, else the position), answer,
     answer_key, view 0, own_in ``"pool"`` (see ``evidence.eval_features``) and, with
     ``need_label``, label.
     """
@@ -126,7 +126,7 @@ def checked_examples(rows: Iterable[tuple[str, int, dict]], encoder, need_label:
     ids, _ = encoder.encode(clean)
     examples = []
     for index, (row, input_ids) in enumerate(zip(clean, ids)):
-        example = {"input_ids": input_ids, "row_index": index, "digest": row["digest"],
+        example = {"input_ids": input_ids, "row_index": index, "digest": row["digest"], "question": row["question"],
                    "id": row["id"] if row["id"] is not None else str(index),
                    "answer": row["answer"], "answer_key": answer_key(row["answer"]), "view": 0, "own_in": "pool"}
         if need_label:

@@ -13,6 +13,8 @@ NOT_THE_USERS = (  # (start of the message, why it is silenced)
     (r"`isinstance\(treespec, LeafSpec\)` is deprecated", "Lightning's own use of a torch API"),
     (r"`is_gradient_checkpointing` is deprecated", "peft reads an old transformers property"),
     (r"Your `IterableDataset` has `__len__` defined", "the stream's length is each rank's exact batch count of a round"),
+    (r"It is recommended to use `self.log\('(val|val_seen|test)/",
+     "validation/test metrics are computed from every rank's rows, gathered before logging (sharding.EpochRows)"),
     (r"Found \d+ module\(s\) in eval mode at the start of training",
      "the frozen base stays in eval mode on purpose; LoRA (and its dropout) train"),
 )
@@ -27,6 +29,13 @@ class _NoTips(logging.Filter):
 
 
 def quiet_startup(subcommand: str | None) -> None:
+    import sys
+
+    if not sys.stderr.isatty():
+        # transformers' "Loading weights: 100%|..." bars: carriage-return noise in a log file
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
     for pattern, _why in NOT_THE_USERS:
         warnings.filterwarnings("ignore", message=pattern)
     if subcommand != "fit":  # on a resume the warning matters: a callback's state would be dropped

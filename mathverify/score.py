@@ -61,7 +61,10 @@ def main(argv: Optional[list[str]] = None) -> int:
     from mathverify.sources import DataError
     from mathverify.verifier import VerifierError
 
+    from mathverify.quiet import quiet_startup
+
     args = build_parser().parse_args(argv)
+    quiet_startup("score")
     try:
         run(args)
     except (DataError, VerifierError, ValueError) as err:
@@ -255,6 +258,9 @@ def _spawn(args, parts, work: Path, todo: list[int]) -> None:
 def _worker(args, parts, work: Path, todo: list[int], rank: int, world: int) -> None:
     import torch
 
+    from mathverify.quiet import quiet_startup
+
+    quiet_startup("score")
     if not (args.device or "").startswith("cuda"):
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // world))  # CPU processes share the cores
     try:

@@ -69,6 +69,9 @@ def _mathverify(cwd: Path, *args: str, devices: int = 2, probe: str | None = Non
     started = time.monotonic()
     done = subprocess.run(cmd, cwd=cwd, env=_clean_env(), capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, f"{' '.join(args[:1])} failed:\n{done.stdout[-2000:]}\n{done.stderr[-4000:]}"
+    # our metrics are gathered before logging: Lightning must not ask the user to sync them
+    assert "sync_dist=True" not in done.stdout + done.stderr, done.stderr[-3000:]
+    assert "Loading weights:" not in done.stderr  # no progress bars in output that goes to a file
     print(f"[{args[0]} on {devices} rank(s): {time.monotonic() - started:.0f} s]", end=" ")
 
 

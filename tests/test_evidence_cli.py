@@ -82,6 +82,7 @@ def test_fit_with_evidence_then_predict_from_the_saved_index(tmp_path, tiny_path
     best = _read_csv(tmp_path / "best.csv")
     questions = {r["question"] for r in csv.DictReader(open(test_rows))}
     assert len(best) == len(questions) and sum(int(b["solutions"]) for b in best) == 30
+    assert {b["question"] for b in best} == questions  # the question's text, not a digest
     # The first question's rows predicted alone: their own file holds fewer siblings, so P(True) moves.
     with open(test_rows, newline="") as handle:
         rows = list(csv.DictReader(handle))
