@@ -167,7 +167,8 @@ def _check_submission(cwd: Path) -> None:
 @pytest.mark.parametrize("quantization", ["none", "4bit"])
 def test_ddp_fit_validate_predict(tmp_path, tiny_path, quantization):
     evidence = EVIDENCE if quantization == "none" else []
-    ckpt = _fit(tmp_path, quantization, *evidence)
+    head = [] if quantization == "none" else ["--model.head", "classifier"]  # each shipped head under DDP
+    ckpt = _fit(tmp_path, quantization, *evidence, *head)
     _check_training_rows(tmp_path)
     evaluate = ["--logs_dir", "logs", "--ckpt_path", str(ckpt), *DATA,
                 "--trainer.callbacks+=callbacks.metrics.VerificationMetrics", *evidence[-1:]]
