@@ -138,6 +138,25 @@ class StepRounds(Callback):
         return {"history": self.history, "seconds": {e: self.seconds_in(e) for e in rounds},
                 "rows_before": dict(self._rows_before)}
 
+    def on_load_checkpoint(self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict) -> None:
+        """A checkpoint written at a round's end resumes at the start of the next round.
+
+        Lightning restores such a state (epoch processed, not completed, its last batch done) as
+        "restarted on the epoch's end" and, in step-bounded training, then counts the next epoch
+        as processed without running a batch: the run ended at once with ``max_epochs`` reached.
+        Marking the epoch completed (the loops are restored after the callbacks) starts the next
+        round from its first batch, as an uninterrupted run does."""
+        loop = checkpoint.get("loops", {}).get("fit_loop")
+        if not loop or "epoch_progress" not in loop or "epoch_loop.batch_progress" not in loop:
+            return
+        epochs, batches = loop["epoch_progress"], loop["epoch_loop.batch_progress"]
+        current = epochs["current"]
+        if batches.get("is_last_batch") and current["processed"] == current["completed"] + 1:
+            for progress in (epochs["total"], epochs["current"]):
+                progress["completed"] = progress["processed"]
+            batches["current"] = {key: 0 for key in batches["current"]}
+            batches["is_last_batch"] = False
+
     def load_state_dict(self, state_dict: dict) -> None:
         self.history = list(state_dict.get("history", []))
         self._carried = {int(e): float(s) for e, s in state_dict.get("seconds", {}).items()}
