@@ -119,6 +119,9 @@ class MathVerifyCLI(LightningCLI):
 
         self.trainer.callbacks.append(EndAllRanksOnError())
         self._swap_defaults()
+        ckpt = self.config[self.subcommand].get("ckpt_path") if self.subcommand == "fit" else None
+        if ckpt:  # a resume: the data module takes its start-up state from the checkpoint, not the files
+            self.datamodule.take_startup_state(_load_checkpoint(ckpt).get("VerifyDataModule", {}))
         if self.subcommand in ("validate", "test"):
             from callbacks.eval_step import LogAtCheckpointStep
 

@@ -3,6 +3,7 @@ and in-order test/predict sets."""
 
 from __future__ import annotations
 
+import json
 import sys
 import warnings
 from collections import Counter
@@ -15,7 +16,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from mathverify.backbone import load_tokenizer
-from mathverify.evidence import EvidenceIndex, TrainingEvidence, attach_evidence, build_index
+from mathverify.evidence import EvidenceIndex, HeldOutRow, TrainingEvidence, attach_evidence, build_index
 from mathverify.errors import SettingsError
 from mathverify.examples import checked_examples, clean_row, collate_examples
 from mathverify.holdout import validation_rows
@@ -138,6 +139,8 @@ class VerifyDataModule(pl.LightningDataModule):
         self._evidence_json: Optional[str] = None  # its checkpoint form, serialized once (it never changes)
         self.seen_rows: list[tuple] = []
         self._index_pass_done = False
+        self._val_raw: Optional[list[tuple]] = None  # the split's validation rows as read (for checkpoints)
+        self._startup: Optional[dict] = None  # a resumed fit's start-up state (take_startup_state)
 
     # ----- setup ----------------------------------------------------------------------------
     def setup(self, stage: str) -> None:
@@ -146,6 +149,8 @@ class VerifyDataModule(pl.LightningDataModule):
             tokenizer = load_tokenizer(hp.backbone, hp.trust_remote_code)
             self.encoder = PromptEncoder(tokenizer, hp.prompt_template, hp.positive_label, hp.negative_label, hp.max_length)
             self.pad_id = tokenizer.pad_token_id
+        if stage == "fit" and self._startup is not None and self.val_examples is None:
+            self._restore_startup(self._startup)
         if stage in ("fit", "validate") and self.val_examples is None:
             self.val_examples = self._validation_examples()
         if stage == "fit" and not hp.train_files:
@@ -171,6 +176,10 @@ class VerifyDataModule(pl.LightningDataModule):
         if hp.evidence:
             self.evidence_index = index
         self.validation = replace(self.validation, held_out_rows=frozenset(r.row_key for r in self.seen_rows))
+        self._add_seen_examples()
+
+    def _add_seen_examples(self) -> None:
+        """The seen view's rows join the validation examples (view 1, their vote in the index)."""
         if self.seen_rows:
             seen = self._encode_checked([(r.source, r.number, r.raw) for r in self.seen_rows], need_label=True)
             start = len(self.val_examples)  # row_index stays the position in val_examples
@@ -203,7 +212,45 @@ class VerifyDataModule(pl.LightningDataModule):
                   f"{dict(self.val_skipped)}", file=sys.stderr)
         if not usable:
             raise DataError(f"{parts[0].name}: the split chose no usable validation rows; raise val_size or val_scan_rows")
+        self._val_raw = usable
         return self._encode_checked(usable, need_label=True)
+
+    # ----- a resumed fit takes the start-up passes' results from its checkpoint -----------------
+    def take_startup_state(self, state: dict) -> None:
+        """``fit --ckpt_path``: the checkpoint's data state (the CLI hands it over before setup).
+
+        Its ``startup`` part (validation rows and rule, the seen view's rows) replaces the
+        validation split and the index pass over the training files; the evidence index comes
+        back with the rest of the state. A checkpoint without it (older) reads the files again."""
+        startup = state.get("startup")
+        self._startup = json.loads(startup) if isinstance(startup, str) else None
+
+    def _startup_json(self) -> Optional[str]:
+        if not self._index_pass_done and self._val_raw is None:
+            return None
+        rule = self.validation
+        return json.dumps({
+            "val_rows": self._val_raw, "val_skipped": dict(getattr(self, "val_skipped", {}) or {}),
+            "rule": {"fraction": rule.fraction, "digests": sorted(rule.digests), "held_out_rows": sorted(rule.held_out_rows)},
+            "seen_rows": [list(r) for r in self.seen_rows], "index_pass_done": self._index_pass_done,
+        }, default=str)
+
+    def _restore_startup(self, startup: dict) -> None:
+        if self.hparams.val_files or startup.get("val_rows") is None:
+            self.val_examples = self._validation_examples()  # a separate file: small, read again
+        else:
+            self._val_raw = [tuple(r) for r in startup["val_rows"]]
+            self.val_examples = self._encode_checked(self._val_raw, need_label=True)
+            self.val_skipped = Counter(startup.get("val_skipped", {}))
+            rule = startup["rule"]
+            self.validation = ValidationRule(fraction=rule["fraction"], digests=frozenset(rule["digests"]))
+        self.validation = replace(self.validation, held_out_rows=frozenset(startup["rule"]["held_out_rows"]))
+        if startup.get("index_pass_done"):
+            self.seen_rows = [HeldOutRow(*r) for r in startup["seen_rows"]]
+            self._index_pass_done = True  # the evidence index itself is restored by load_state_dict
+            self._add_seen_examples()
+        print(f"mathverify: resuming: {len(self.val_examples)} validation rows and the evidence index taken from "
+              "the checkpoint (no pass over the training files)", file=sys.stderr)
 
     def _fixed_examples(self, spec, need_label: bool) -> list[dict]:
         return self._encode_checked(list(iter_rows(resolve_parts(spec))), need_label)
@@ -322,10 +369,13 @@ class VerifyDataModule(pl.LightningDataModule):
         local = {"position": self.position.as_dict(), "skipped": dict(self.stats["skipped"]),
                  "truncated": self.stats["truncated"], "rows_seen": self.stats["rows_seen"]}
         shared = {}
+        startup = self._startup_json()
+        if startup is not None:  # JSON text, like the index: what a resumed fit needs before training
+            shared["startup"] = startup
         if self.evidence_index is not None:  # JSON text: safe under weights_only loading; same on every rank
             if self._evidence_json is None:
                 self._evidence_json = self.evidence_index.to_json()
-            shared = {"evidence_index": self._evidence_json}
+            shared["evidence_index"] = self._evidence_json
         world = torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1
         if world == 1:
             return {**local, **shared, "world_size": 1}
