@@ -97,6 +97,25 @@ def test_index_is_saved_and_rebuilt_when_the_file_changes(tmp_path, monkeypatch)
     assert grown.rows == 31 and RowReader().read(grown, 30)["question"] == "new"
 
 
+def test_parquet_question_keys_are_cached_until_the_file_changes(tmp_path, monkeypatch):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    import mathverify.rowindex as rowindex
+    from mathverify.parquet_order import ParquetSource
+    from mathverify.split import question_digest
+
+    path = _sorted_file(tmp_path, 30, ".parquet")
+    first = ParquetSource(resolve_parts(path)).digest_keys()
+    questions = pq.read_table(path, columns=["question"]).column(0).to_pylist()
+    assert first.tolist() == [int(question_digest(q)[:16], 16) for q in questions]
+    monkeypatch.setattr(rowindex, "digest_key", lambda q: pytest.fail("computed although cached"))
+    assert (ParquetSource(resolve_parts(path)).digest_keys() == first).all()  # a new source: from the cache
+    monkeypatch.undo()
+    pq.write_table(pa.Table.from_pylist([{"question": "new", "answer": "1", "solution": "s", "is_correct": True}]), path)
+    assert ParquetSource(resolve_parts(path)).digest_keys().tolist() == [int(question_digest("new")[:16], 16)]
+
+
 @pytest.mark.parametrize("suffix", [".csv", ".parquet"])
 def test_sorted_file_first_rows_span_many_questions(encoder, tokenizer, tmp_path, suffix, monkeypatch):
     import mathverify.parquet_order

@@ -135,3 +135,19 @@ def test_top_level_import():
     import mathverify
 
     assert mathverify.Verifier is Verifier
+
+
+def test_a_4bit_checkpoint_loads_quantized_and_scores_as_predict(tmp_path, tiny_path, test_rows):
+    from mathverify.cli import cli_main
+    from test_cli import _fit_args
+
+    logs = tmp_path / "logs"
+    cli_main(_fit_args(logs, "q4", "--model.quantization", "4bit", rounds="[{steps: 1}]"))
+    ckpt = logs / "q4" / "version_0" / "checkpoints" / "last.ckpt"
+    rows_file, rows = test_rows
+    expected = _predicted(logs, ckpt, rows_file, tmp_path)
+    verifier = Verifier.load(ckpt, device="cpu")
+    import bitsandbytes as bnb
+
+    assert any(isinstance(m, bnb.nn.Linear4bit) for m in verifier.module.modules())  # quantized, as trained
+    assert verifier.score(rows) == pytest.approx(expected, abs=1e-6)

@@ -1,0 +1,79 @@
+"""Start-up cost of ``fit`` at scale: a fresh start and a resume, on a large CSV or Parquet file.
+
+The demo config (evidence on) with two rounds of one step, stopped after round 1
+(``stop_after_each_round``), then resumed with ``--ckpt_path last``: each command's wall time is
+almost all start-up (reading the training files: the validation split, the evidence index pass,
+the row index), since a step of the tiny model takes milliseconds. ``--code`` runs another
+checkout of mathverify (e.g. an older commit) on the same files, for a before/after.
+
+    python benchmarks/bench_startup.py --rows 1000000 --format csv
+    python benchmarks/bench_startup.py --rows 1000000 --format parquet --code /tmp/old-mathverify
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def parse(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--rows", type=int, default=1_000_000)
+    p.add_argument("--format", choices=["csv", "parquet"], default="csv")
+    p.add_argument("--code", default=str(ROOT), help="the mathverify checkout to run (default: this one)")
+    p.add_argument("--work", default="/tmp/mathverify-bench-startup")
+    p.add_argument("--json", default=None)
+    return p.parse_args(argv)
+
+
+def two_rounds_config(config: Path, out: Path) -> Path:
+    """The config with two rounds of one step, stopping after the first."""
+    import yaml
+
+    spec = yaml.safe_load(config.read_text())
+    for callback in spec["trainer"]["callbacks"]:
+        if isinstance(callback, dict) and callback.get("class_path") == "callbacks.rounds.StepRounds":
+            callback["init_args"] = {"rounds": [{"steps": 1}, {"steps": 1}], "stop_after_each_round": True}
+    out.write_text(yaml.safe_dump(spec))
+    return out
+
+
+def main(argv=None) -> int:
+    from mathverify.synthetic import write_rows
+
+    args = parse(argv)
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    data = work / f"train-{args.rows}.{args.format}"
+    if not data.exists():
+        t0 = time.perf_counter()
+        write_rows(data, args.rows, seed=0)
+        print(f"wrote {data} in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+    logs = work / f"logs-{Path(args.code).name}-{args.format}"
+    config = two_rounds_config(Path(args.code) / "configs" / "demo.yaml", work / "two_rounds.yaml")
+    base = [sys.executable, "-m", "mathverify", "fit", "--config", str(config), "--logs_dir", str(logs),
+            "--run_name", "startup", "--data.train_files", str(data), "--trainer.enable_progress_bar", "false"]
+    env = {**os.environ, "PYTHONPATH": args.code}
+    results = {}
+    for name, extra in (("fresh", []), ("resume", ["--ckpt_path", "last"])):
+        t0 = time.perf_counter()
+        done = subprocess.run(base + extra, cwd=args.code, env=env, capture_output=True, text=True)
+        results[name] = time.perf_counter() - t0
+        if done.returncode != 0:
+            raise SystemExit(f"{name} failed:\n{done.stderr[-3000:]}")
+    print(f"{args.rows} rows, {args.format}, code {args.code}: fresh start {results['fresh']:.1f} s, "
+          f"resume {results['resume']:.1f} s (wall, each command)")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"rows": args.rows, "format": args.format, "code": args.code, **results}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
