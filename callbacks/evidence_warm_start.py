@@ -25,11 +25,15 @@ class EvidenceWarmStart(Callback):
     Args:
         max_rows: at most this many training rows (a seeded sample; a million-row index fits in seconds).
         draws: augmentation draws per row (each a different hidden/thinned view of its siblings).
+            16, not 4: rare label patterns (every labelled sibling wrong, an unlabelled one
+            agreeing) then occur often enough to be learnt; on the real math seen case with 4
+            solutions per question, 4 draws gave 0.922 and 16 gave 0.943 (max_rows x draws, the
+            table's size, stays at 800,000 rows).
         steps: full-batch Adam steps.
         lr: their learning rate.
     """
 
-    def __init__(self, max_rows: int = 200_000, draws: int = 4, steps: int = 300, lr: float = 0.05) -> None:
+    def __init__(self, max_rows: int = 50_000, draws: int = 16, steps: int = 300, lr: float = 0.05) -> None:
         if min(max_rows, draws, steps) < 1 or lr <= 0:
             raise ValueError("max_rows, draws and steps must be >= 1 and lr > 0")
         self.max_rows, self.draws, self.steps, self.lr = max_rows, draws, steps, lr
