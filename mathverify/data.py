@@ -141,6 +141,7 @@ class VerifyDataModule(pl.LightningDataModule):
         self._index_pass_done = False
         self._val_raw: Optional[list[tuple]] = None  # the split's validation rows as read (for checkpoints)
         self._startup: Optional[dict] = None  # a resumed fit's start-up state (take_startup_state)
+        self._startup_text: Optional[str] = None  # its checkpoint form, serialized once
 
     # ----- setup ----------------------------------------------------------------------------
     def setup(self, stage: str) -> None:
@@ -226,14 +227,16 @@ class VerifyDataModule(pl.LightningDataModule):
         self._startup = json.loads(startup) if isinstance(startup, str) else None
 
     def _startup_json(self) -> Optional[str]:
-        if not self._index_pass_done and self._val_raw is None:
-            return None
+        """The start-up state as JSON, serialized once (it is fixed after setup; every save reuses it)."""
+        if self._startup_text is not None or (not self._index_pass_done and self._val_raw is None):
+            return self._startup_text
         rule = self.validation
-        return json.dumps({
+        self._startup_text = json.dumps({
             "val_rows": self._val_raw, "val_skipped": dict(getattr(self, "val_skipped", {}) or {}),
             "rule": {"fraction": rule.fraction, "digests": sorted(rule.digests), "held_out_rows": sorted(rule.held_out_rows)},
             "seen_rows": [list(r) for r in self.seen_rows], "index_pass_done": self._index_pass_done,
         }, default=str)
+        return self._startup_text
 
     def _restore_startup(self, startup: dict) -> None:
         if self.hparams.val_files or startup.get("val_rows") is None:

@@ -152,8 +152,8 @@ class ParquetSource:
     def _part_keys(self, p: int) -> np.ndarray:
         import hashlib
         import os
-        import tempfile
 
+        from mathverify.atomic import atomic_file
         from mathverify.backbone import cache_root
         from mathverify.rowindex import digest_key
 
@@ -172,16 +172,12 @@ class ParquetSource:
         while (batch := self._guard(part, lambda: next(batches, None))) is not None:
             chunks.append(np.array([digest_key(q) for q in batch.column(0).to_pylist()], dtype=np.uint64))
         keys = np.concatenate(chunks) if chunks else np.empty(0, dtype=np.uint64)
-        tmp = None
         try:  # a cache only: a read-only or full disk costs the computation next time, nothing else
             saved.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=".keys.", suffix=".npy", dir=saved.parent)
-            with os.fdopen(fd, "wb") as handle:
+            with atomic_file(saved, "wb") as handle:
                 np.save(handle, keys)
-            os.replace(tmp, saved)
         except OSError:
-            if tmp and os.path.exists(tmp):
-                os.unlink(tmp)
+            pass
         return keys
 
     def read_many(self, indices: np.ndarray) -> list[tuple[str, int, dict]]:

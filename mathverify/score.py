@@ -35,6 +35,8 @@ import time
 from pathlib import Path
 from typing import Iterator, Optional
 
+from mathverify.atomic import atomic_file
+
 FORMATS = (".parquet", ".jsonl")
 STATE = "state.json"
 POOL = "pool.json.gz"
@@ -270,68 +272,54 @@ def _worker(args, parts, work: Path, todo: list[int], rank: int, world: int) -> 
         raise SystemExit(1) from None
 
 
-# ----- files ---------------------------------------------------------------------------------
+# ----- files: each written through mathverify.atomic (temporary file, fsync, rename) -----------
 def _write_json(path: Path, value: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(value))
-    os.replace(tmp, path)
+    with atomic_file(path, "w", encoding="utf-8") as out:
+        out.write(json.dumps(value))
 
 
 def _write_part(work: Path, k: int, records: list[dict], suffix: str) -> None:
     """Chunk ``k``'s records as ``part-k{suffix}`` (absent when none passed the filter), then its
     ``.done`` marker: a chunk counts as written only once both are complete on disk."""
     if records:
-        path = work / f"part-{k:06d}{suffix}"
-        tmp = path.with_name(path.name + ".tmp")
         if suffix == ".parquet":
             import pyarrow as pa
             import pyarrow.parquet as pq
 
-            pq.write_table(pa.Table.from_pylist(records), tmp)
+            with atomic_file(work / f"part-{k:06d}{suffix}", "wb") as out:
+                pq.write_table(pa.Table.from_pylist(records), out)
         else:
-            with open(tmp, "w", encoding="utf-8") as handle:
-                for record in records:
-                    handle.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
-        _fsync(tmp)
-        os.replace(tmp, path)
-    marker = work / f"part-{k:06d}.done"
-    marker.write_text(str(len(records)))
-    _fsync(marker)
-
-
-def _fsync(path: Path) -> None:
-    with open(path, "rb") as handle:
-        os.fsync(handle.fileno())
+            with atomic_file(work / f"part-{k:06d}{suffix}", "w", encoding="utf-8") as out:
+                out.writelines(json.dumps(record, ensure_ascii=False, default=str) + "\n" for record in records)
+    with atomic_file(work / f"part-{k:06d}.done", "w") as out:
+        out.write(str(len(records)))
 
 
 def _join(work: Path, chunks: int, output: Path) -> int:
     """Join the parts in chunk order into ``output`` (atomically); returns the rows written."""
     suffix = output.suffix.lower()
     paths = [p for p in (work / f"part-{k:06d}{suffix}" for k in range(chunks)) if p.exists()]
-    tmp = output.with_name(output.name + ".tmp")
     output.parent.mkdir(parents=True, exist_ok=True)
     rows = 0
-    if suffix == ".parquet":
-        import pyarrow as pa
-        import pyarrow.parquet as pq
+    with atomic_file(output, "wb") as out:
+        if suffix == ".parquet":
+            import pyarrow as pa
+            import pyarrow.parquet as pq
 
-        schema = (pa.unify_schemas([pq.read_schema(p) for p in paths], promote_options="permissive") if paths
-                  else pa.schema([("p_true", pa.float64())]))
-        with pq.ParquetWriter(tmp, schema) as writer:
-            for path in paths:  # one part in memory at a time
-                table = pq.read_table(path)
-                columns = [table.column(f.name).cast(f.type) if f.name in table.column_names
-                           else pa.nulls(len(table), f.type) for f in schema]
-                writer.write_table(pa.Table.from_arrays(columns, schema=schema))
-                rows += len(table)
-    else:
-        with open(tmp, "wb") as out:
+            schema = (pa.unify_schemas([pq.read_schema(p) for p in paths], promote_options="permissive") if paths
+                      else pa.schema([("p_true", pa.float64())]))
+            with pq.ParquetWriter(out, schema) as writer:
+                for path in paths:  # one part in memory at a time
+                    table = pq.read_table(path)
+                    columns = [table.column(f.name).cast(f.type) if f.name in table.column_names
+                               else pa.nulls(len(table), f.type) for f in schema]
+                    writer.write_table(pa.Table.from_arrays(columns, schema=schema))
+                    rows += len(table)
+        else:
             for path in paths:
                 with open(path, "rb") as part:
                     shutil.copyfileobj(part, out)
                 rows += int((work / path.name.replace(suffix, ".done")).read_text())
-    _fsync(tmp)
-    os.replace(tmp, output)
     return rows
 
 

@@ -16,11 +16,8 @@ ROUNDS = "[{steps: 2}, {steps: 2}]"
 
 
 def _fit(logs, *extra, stop_after_each_round: bool = False):
-    args = _fit_args(logs, "clf", "--model.head", "classifier", *extra, rounds=ROUNDS)
-    if stop_after_each_round:  # an init argument of StepRounds: right after its rounds
-        at = args.index(f"--trainer.callbacks.rounds={ROUNDS}") + 1
-        args[at:at] = ["--trainer.callbacks.stop_after_each_round=true"]
-    cli_main(args)
+    cli_main(_fit_args(logs, "clf", "--model.head", "classifier", *extra, rounds=ROUNDS,
+                       stop_after_each_round=stop_after_each_round))
     return logs / "clf" / "version_0" / "checkpoints" / "last.ckpt"
 
 

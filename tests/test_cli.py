@@ -15,12 +15,13 @@ from mathverify.cli import cli_main
 ROUNDS = "[{steps: 3}, {steps: 2, accumulate: 2, batch_size: 2, lr: 0.001}]"
 
 
-def _fit_args(logs: Path, run: str, *extra: str, rounds: str = ROUNDS) -> list[str]:
+def _fit_args(logs: Path, run: str, *extra: str, rounds: str = ROUNDS, stop_after_each_round: bool = False) -> list[str]:
+    stop = ["--trainer.callbacks.stop_after_each_round=true"] if stop_after_each_round else []  # StepRounds' own
     return [
         "fit", "--run_name", run, "--logs_dir", str(logs),
         "--trainer.accelerator", "cpu", "--trainer.devices", "1", "--trainer.enable_progress_bar", "false",
         "--trainer.enable_model_summary", "false", "--trainer.log_every_n_steps", "1",
-        "--trainer.callbacks+=callbacks.rounds.StepRounds", f"--trainer.callbacks.rounds={rounds}",
+        "--trainer.callbacks+=callbacks.rounds.StepRounds", f"--trainer.callbacks.rounds={rounds}", *stop,
         "--trainer.callbacks+=callbacks.metrics.VerificationMetrics",
         "--trainer.callbacks+=callbacks.checkpoint.RoundCheckpoint",
         "--model.max_length", "256", "--model.lora_r", "4",

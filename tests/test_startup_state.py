@@ -18,11 +18,7 @@ EVIDENCE = ("--model.evidence", "true", "--data.val_seen_size", "0.1", "--data.v
 
 
 def _fit(logs, *extra, stop_after_each_round: bool = False):
-    args = _fit_args(logs, "st", *EVIDENCE, *extra, rounds=ROUNDS)
-    if stop_after_each_round:
-        at = args.index(f"--trainer.callbacks.rounds={ROUNDS}") + 1
-        args[at:at] = ["--trainer.callbacks.stop_after_each_round=true"]
-    cli_main(args)
+    cli_main(_fit_args(logs, "st", *EVIDENCE, *extra, rounds=ROUNDS, stop_after_each_round=stop_after_each_round))
     return logs / "st" / "version_0" / "checkpoints" / "last.ckpt"
 
 
