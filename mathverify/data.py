@@ -3,7 +3,6 @@ and in-order test/predict sets."""
 
 from __future__ import annotations
 
-import json
 import sys
 import warnings
 from collections import Counter
@@ -16,13 +15,14 @@ import torch
 from torch.utils.data import DataLoader
 
 from mathverify.backbone import load_tokenizer
-from mathverify.evidence import EvidenceIndex, HeldOutRow, TrainingEvidence, attach_evidence, build_index
+from mathverify.evidence import EvidenceIndex, TrainingEvidence, attach_evidence, build_index
 from mathverify.errors import SettingsError
 from mathverify.examples import checked_examples, clean_row, collate_examples
 from mathverify.holdout import validation_rows
 from mathverify.prompt import SEED_TEMPLATE, PromptEncoder
 from mathverify.sharding import eval_sampler, rank_of
-from mathverify.sources import DataError, iter_rows, resolve_parts
+from mathverify.sources import DataError, arrow_dataset, iter_rows, resolve_parts
+from mathverify.startup import StartupMixin
 from mathverify.stream import StreamPosition, TrainStream, ValidationRule
 
 RoundPlan = Callable[[int], tuple[int, Optional[int]]]  # epoch -> (micro-batches, micro-batch size or None)
@@ -48,7 +48,7 @@ class StreamLoader(DataLoader):
         pass
 
 
-class VerifyDataModule(pl.LightningDataModule):
+class VerifyDataModule(StartupMixin, pl.LightningDataModule):
     """Streams prompt-formatted, tokenized chunks of contest rows.
 
     Args:
@@ -79,6 +79,9 @@ class VerifyDataModule(pl.LightningDataModule):
         evidence_thin_siblings: share of training rows that see a random subset of their siblings.
         evidence_partial_labels: share of the rows that see labels which see each sibling's label
             with a random rate (labelled and unlabelled siblings side by side, as in a seen test set).
+        startup_cache: a fresh fit takes its start-up state (validation split, seen view, evidence
+            index) from ``$MATHVERIFY_CACHE/startup`` when an earlier fresh start on the same files
+            with the same settings saved it, and saves it otherwise (``mathverify.startup``).
         backbone: tokenizer source; linked from ``model.backbone``.
         prompt_template: linked from the model.
         positive_label: linked from the model.
@@ -109,6 +112,7 @@ class VerifyDataModule(pl.LightningDataModule):
         evidence_thin_siblings: float = 0.5,
         evidence_partial_labels: float = 0.5,
         evidence: bool = False,
+        startup_cache: bool = True,
         backbone: str = "tiny",
         prompt_template: str = SEED_TEMPLATE,
         positive_label: str = "True",
@@ -140,16 +144,32 @@ class VerifyDataModule(pl.LightningDataModule):
         self.seen_rows: list[tuple] = []
         self._index_pass_done = False
         self._val_raw: Optional[list[tuple]] = None  # the split's validation rows as read (for checkpoints)
-        self._startup: Optional[dict] = None  # a resumed fit's start-up state (take_startup_state)
+        self._startup: Optional[dict] = None  # start-up state from a checkpoint, the cache or rank 0
         self._startup_text: Optional[str] = None  # its checkpoint form, serialized once
+        self._startup_origin = "the checkpoint"
 
     # ----- setup ----------------------------------------------------------------------------
+    def prepare_data(self) -> None:
+        """Hub datasets this command reads are downloaded into ``datasets``' cache here, once per
+        machine (Lightning runs this on local rank 0 before any rank's ``setup``); every rank then
+        memory-maps the same Arrow files (``sources.arrow_dataset``)."""
+        fn = getattr(getattr(self.trainer, "state", None), "fn", None)
+        stage = getattr(fn, "value", fn) or "fit"
+        keys = {"fit": ("train_files", "val_files"), "validate": ("val_files", "train_files"),
+                "test": ("test_files",), "predict": ("predict_files",)}.get(stage, ())
+        for key in keys:
+            for part in resolve_parts(self.hparams[key]) if self.hparams.get(key) else []:
+                if part.kind == "hub":
+                    arrow_dataset(part)
+
     def setup(self, stage: str) -> None:
         hp = self.hparams
         if self.encoder is None:
             tokenizer = load_tokenizer(hp.backbone, hp.trust_remote_code)
             self.encoder = PromptEncoder(tokenizer, hp.prompt_template, hp.positive_label, hp.negative_label, hp.max_length)
             self.pad_id = tokenizer.pad_token_id
+        if stage == "fit" and self._startup is None and self.val_examples is None and hp.train_files:
+            self._fresh_startup()  # the cache or rank 0, else computed here (mathverify.startup)
         if stage == "fit" and self._startup is not None and self.val_examples is None:
             self._restore_startup(self._startup)
         if stage in ("fit", "validate") and self.val_examples is None:
@@ -215,45 +235,6 @@ class VerifyDataModule(pl.LightningDataModule):
             raise DataError(f"{parts[0].name}: the split chose no usable validation rows; raise val_size or val_scan_rows")
         self._val_raw = usable
         return self._encode_checked(usable, need_label=True)
-
-    # ----- a resumed fit takes the start-up passes' results from its checkpoint -----------------
-    def take_startup_state(self, state: dict) -> None:
-        """``fit --ckpt_path``: the checkpoint's data state (the CLI hands it over before setup).
-
-        Its ``startup`` part (validation rows and rule, the seen view's rows) replaces the
-        validation split and the index pass over the training files; the evidence index comes
-        back with the rest of the state. A checkpoint without it (older) reads the files again."""
-        startup = state.get("startup")
-        self._startup = json.loads(startup) if isinstance(startup, str) else None
-
-    def _startup_json(self) -> Optional[str]:
-        """The start-up state as JSON, serialized once (it is fixed after setup; every save reuses it)."""
-        if self._startup_text is not None or (not self._index_pass_done and self._val_raw is None):
-            return self._startup_text
-        rule = self.validation
-        self._startup_text = json.dumps({
-            "val_rows": self._val_raw, "val_skipped": dict(getattr(self, "val_skipped", {}) or {}),
-            "rule": {"fraction": rule.fraction, "digests": sorted(rule.digests), "held_out_rows": sorted(rule.held_out_rows)},
-            "seen_rows": [list(r) for r in self.seen_rows], "index_pass_done": self._index_pass_done,
-        }, default=str)
-        return self._startup_text
-
-    def _restore_startup(self, startup: dict) -> None:
-        if self.hparams.val_files or startup.get("val_rows") is None:
-            self.val_examples = self._validation_examples()  # a separate file: small, read again
-        else:
-            self._val_raw = [tuple(r) for r in startup["val_rows"]]
-            self.val_examples = self._encode_checked(self._val_raw, need_label=True)
-            self.val_skipped = Counter(startup.get("val_skipped", {}))
-            rule = startup["rule"]
-            self.validation = ValidationRule(fraction=rule["fraction"], digests=frozenset(rule["digests"]))
-        self.validation = replace(self.validation, held_out_rows=frozenset(startup["rule"]["held_out_rows"]))
-        if startup.get("index_pass_done"):
-            self.seen_rows = [HeldOutRow(*r) for r in startup["seen_rows"]]
-            self._index_pass_done = True  # the evidence index itself is restored by load_state_dict
-            self._add_seen_examples()
-        print(f"mathverify: resuming: {len(self.val_examples)} validation rows and the evidence index taken from "
-              "the checkpoint (no pass over the training files)", file=sys.stderr)
 
     def _fixed_examples(self, spec, need_label: bool) -> list[dict]:
         return self._encode_checked(list(iter_rows(resolve_parts(spec))), need_label)
@@ -376,9 +357,7 @@ class VerifyDataModule(pl.LightningDataModule):
         if startup is not None:  # JSON text, like the index: what a resumed fit needs before training
             shared["startup"] = startup
         if self.evidence_index is not None:  # JSON text: safe under weights_only loading; same on every rank
-            if self._evidence_json is None:
-                self._evidence_json = self.evidence_index.to_json()
-            shared["evidence_index"] = self._evidence_json
+            shared["evidence_index"] = self._index_json()
         world = torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1
         if world == 1:
             return {**local, **shared, "world_size": 1}

@@ -6,12 +6,13 @@ file sorted by question still gives a round rows of many questions. A position i
 integer (rows of the permutation already read), and resuming reads from there at once: the
 permutation is regenerated from (seed, pass) in milliseconds and each row is one ``pread``.
 
-Parquet parts are shuffled by row groups and windows of rows (``parquet_order``), with the same
-one-integer position.
+Hub datasets and ``save_to_disk`` folders (``ArrowSource``: memory-mapped Arrow in ``datasets``'
+cache) get the same whole-source permutation, a row a gather away. Parquet parts are shuffled by
+row groups and windows of rows (``parquet_order``), with the same one-integer position.
 
 ``file``: the rows in file order, every rank reading every row (the stream keeps its own); used
-for compressed files, JSON arrays, hub datasets, mixed Parquet and text parts and the synthetic
-generator, which cannot be read out of order cheaply. Resuming re-reads the pass up to the position.
+for compressed files, JSON arrays, mixed kinds of parts and the synthetic generator, which cannot
+be read out of order cheaply. Resuming re-reads the pass up to the position.
 """
 
 from __future__ import annotations
@@ -22,9 +23,10 @@ from typing import Iterator
 import numpy as np
 
 from mathverify.rowindex import RowReader, seekable, text_index
-from mathverify.sources import DataError, Part, iter_rows
+from mathverify.sources import DataError, Part, arrow_dataset, iter_rows
 
 SHUFFLED, FILE = "shuffled", "file"
+ARROW_KINDS = ("hub", "arrow")
 _NOTED: set = set()
 
 
@@ -34,7 +36,26 @@ def pass_permutation(rows: int, seed: int, passes: int) -> np.ndarray:
     return order.astype(np.int32) if rows < 2**31 else order
 
 
-class TextSource:
+class IndexedSource:
+    """A source that reads any row by its global index (part after part) through ``_rows``."""
+
+    total: int
+
+    def _rows(self, indices) -> Iterator[tuple[str, int, dict, int]]:
+        raise NotImplementedError
+
+    def read_many(self, indices: np.ndarray) -> list[tuple[str, int, dict]]:
+        return [(name, number, row) for name, number, row, _ in self._rows(indices.tolist())]
+
+    def pass_rows(self, rank: int, world_size: int, seed: int, passes: int,
+                  start: int) -> Iterator[tuple[str, int, dict, int]]:
+        """This rank's rows (index % world size == rank) in the pass's permutation, from entry ``start``."""
+        mine = max(0, (self.total - rank + world_size - 1) // world_size)
+        order = pass_permutation(mine, seed, passes)
+        return self._rows(rank + world_size * int(order[j]) for j in range(start, mine))
+
+
+class TextSource(IndexedSource):
     """Every row of plain CSV/JSON-lines parts by global row index, through their byte-offset index."""
 
     def __init__(self, parts: list[Part]) -> None:
@@ -56,15 +77,46 @@ class TextSource:
         finally:
             reader.close()
 
-    def read_many(self, indices: np.ndarray) -> list[tuple[str, int, dict]]:
-        return [(name, number, row) for name, number, row, _ in self._rows(indices.tolist())]
 
-    def pass_rows(self, rank: int, world_size: int, seed: int, passes: int,
-                  start: int) -> Iterator[tuple[str, int, dict, int]]:
-        """This rank's rows (index % world size == rank) in the pass's permutation, from entry ``start``."""
-        mine = max(0, (self.total - rank + world_size - 1) // world_size)
-        order = pass_permutation(mine, seed, passes)
-        return self._rows(rank + world_size * int(order[j]) for j in range(start, mine))
+
+class ArrowSource(IndexedSource):
+    """Every row of hub / ``save_to_disk`` parts by global row index: memory-mapped Arrow tables,
+    gathered ``GATHER`` rows at a time (one Arrow ``take`` per part and block, not a row per call)."""
+
+    GATHER = 256
+
+    def __init__(self, parts: list[Part]) -> None:
+        self.parts = parts
+        self.data = [arrow_dataset(p) for p in parts]
+        self.bounds = np.cumsum([0] + [len(d) for d in self.data])
+        self.total = int(self.bounds[-1])
+
+    def digest_keys(self) -> np.ndarray:
+        from mathverify.rowindex import cached_digest_keys
+
+        def keys(data):
+            def questions():
+                for batch in data.select_columns(["question"]).iter(batch_size=32_768):
+                    yield batch["question"]
+            # the fingerprint changes with the dataset's content (a new download, another save)
+            identity = ("arrow", data._fingerprint, len(data), tuple(f["filename"] for f in data.cache_files))
+            return cached_digest_keys(identity, len(data), questions)
+
+        return np.concatenate([keys(d) for d in self.data]) if self.data else np.empty(0, dtype=np.uint64)
+
+    def _rows(self, indices) -> Iterator[tuple[str, int, dict, int]]:
+        indices = iter(indices)
+        while block := [int(i) for _, i in zip(range(self.GATHER), indices)]:
+            where = np.searchsorted(self.bounds, block, side="right") - 1
+            out: list = [None] * len(block)
+            for p in np.unique(where).tolist():
+                slots = np.nonzero(where == p)[0].tolist()
+                local = [block[s] - int(self.bounds[p]) for s in slots]
+                columns = self.data[p][local]  # {column: values in the order of ``local``}
+                names = list(columns)
+                for s, k, values in zip(slots, local, zip(*columns.values())):
+                    out[s] = (self.parts[p].name, k + 1, dict(zip(names, values)), block[s])
+            yield from out
 
 
 def random_access(parts: list[Part]):
@@ -75,11 +127,14 @@ def random_access(parts: list[Part]):
         from mathverify.parquet_order import ParquetSource
 
         return ParquetSource(parts)
+    if parts and all(p.kind in ARROW_KINDS for p in parts):
+        return ArrowSource(parts)
     return None
 
 
 def can_shuffle(parts: list[Part]) -> bool:
-    return bool(parts) and (all(seekable(p) for p in parts) or all(p.kind == "parquet" for p in parts))
+    return bool(parts) and (all(seekable(p) for p in parts) or all(p.kind == "parquet" for p in parts)
+                            or all(p.kind in ARROW_KINDS for p in parts))
 
 
 class ReadOrder:
@@ -112,7 +167,7 @@ def _note_file_order(parts: list[Part]) -> None:
     if slow and key not in _NOTED:
         _NOTED.add(key)
         print(f"mathverify: note: {slow[0].name}{' and others' if len(slow) > 1 else ''} cannot be read out of "
-              "order (compressed, JSON array, hub dataset, or Parquet mixed with other formats): training reads "
+              "order (compressed, JSON array, or parts of different kinds mixed): training reads "
               "the source in file order, mixed only by the shuffle buffer, and resuming re-reads the current pass "
               "up to its position; for a file sorted by question, convert it to plain .jsonl/.csv or .parquet",
               file=sys.stderr)

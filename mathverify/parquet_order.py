@@ -144,41 +144,25 @@ class ParquetSource:
 
     def digest_keys(self) -> np.ndarray:
         """Each row's question key (uint64, 8 bytes a row), part by part; a part's keys are cached
-        in ``$MATHVERIFY_CACHE/parquet-keys`` by path, size and modification time (7.6 s per
-        million rows to compute, a fraction of a second to load)."""
+        by path, size and modification time (``rowindex.cached_digest_keys``)."""
         return np.concatenate([self._part_keys(p) for p in range(len(self.parts))]) if self.parts \
             else np.empty(0, dtype=np.uint64)
 
     def _part_keys(self, p: int) -> np.ndarray:
-        import hashlib
         import os
 
-        from mathverify.atomic import atomic_file
-        from mathverify.backbone import cache_root
-        from mathverify.rowindex import digest_key
+        from mathverify.rowindex import cached_digest_keys
 
-        part = self.parts[p]
+        part, handle = self.parts[p], self._file(p)
         stat = os.stat(part.arg)
-        name = hashlib.sha1(repr((os.path.abspath(part.arg), stat.st_size, stat.st_mtime_ns, 1)).encode()).hexdigest()
-        saved = cache_root() / "parquet-keys" / f"{name}.npy"
-        try:
-            keys = np.load(saved)
-            if len(keys) == self._file(p).metadata.num_rows:
-                return keys
-        except (OSError, ValueError):
-            pass
-        chunks = []  # the question column only, a batch at a time
-        batches = iter(self._file(p).iter_batches(columns=["question"], batch_size=WINDOW_ROWS))
-        while (batch := self._guard(part, lambda: next(batches, None))) is not None:
-            chunks.append(np.array([digest_key(q) for q in batch.column(0).to_pylist()], dtype=np.uint64))
-        keys = np.concatenate(chunks) if chunks else np.empty(0, dtype=np.uint64)
-        try:  # a cache only: a read-only or full disk costs the computation next time, nothing else
-            saved.parent.mkdir(parents=True, exist_ok=True)
-            with atomic_file(saved, "wb") as handle:
-                np.save(handle, keys)
-        except OSError:
-            pass
-        return keys
+
+        def questions():  # the question column only, a batch at a time
+            batches = iter(handle.iter_batches(columns=["question"], batch_size=WINDOW_ROWS))
+            while (batch := self._guard(part, lambda: next(batches, None))) is not None:
+                yield batch.column(0).to_pylist()
+
+        identity = ("parquet", os.path.abspath(part.arg), stat.st_size, stat.st_mtime_ns)
+        return cached_digest_keys(identity, handle.metadata.num_rows, questions)
 
     def read_many(self, indices: np.ndarray) -> list[tuple[str, int, dict]]:
         """Rows at sorted global indices, each row group read once."""

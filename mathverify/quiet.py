@@ -29,6 +29,7 @@ class _NoTips(logging.Filter):
 
 
 def quiet_startup(subcommand: str | None) -> None:
+    import os
     import sys
 
     if not sys.stderr.isatty():
@@ -36,6 +37,10 @@ def quiet_startup(subcommand: str | None) -> None:
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()
+        # datasets' "Generating train split" / download bars: the same (the user's own setting wins)
+        os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+        if "datasets" in sys.modules and os.environ["HF_DATASETS_DISABLE_PROGRESS_BARS"] == "1":
+            sys.modules["datasets"].disable_progress_bars()
     for pattern, _why in NOT_THE_USERS:
         warnings.filterwarnings("ignore", message=pattern)
     if subcommand != "fit":  # on a resume the warning matters: a callback's state would be dropped

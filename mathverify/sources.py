@@ -3,11 +3,16 @@
 Everything is streamed one file at a time, so memory stays flat in the number of rows and each row
 keeps its file and row number for error messages. CSV and JSON-lines files are read line by line here
 (Python's ``csv``/``json``, any ``fsspec`` compression) so that one broken line becomes one bad row
-instead of killing the whole file; Parquet files and hub datasets go through ``datasets``.
+instead of killing the whole file; Parquet files go through ``datasets``. Hub datasets are
+downloaded once into ``datasets``' cache (Arrow files, memory-mapped: ``HF_DATASETS_CACHE``) and
+read from there, like a folder written by ``Dataset.save_to_disk`` (``arrow_dataset``); with
+``HF_HUB_OFFLINE=1`` the cached copy is used.
 
 Spec strings:
 - a file (``.csv``, ``.jsonl``/``.json``, ``.parquet``; ``.gz``/``.zst`` compressed text files too),
   a glob (``data/train-*.parquet``) or a folder (its data files, sorted);
+- a folder written by ``datasets``' ``save_to_disk`` (a ``DatasetDict`` folder takes ``FOLDER:split``,
+  default ``train``);
 - ``synthetic:ROWS`` or ``synthetic:ROWS:SEED`` (the built-in generator, see ``mathverify.synthetic``);
 - ``synthetic-test:ROWS:SEED``: the same rows in the contest's test layout (ID, placeholder labels);
 - anything else is a Hugging Face hub dataset name, optionally ``name:split`` (default ``train``).
@@ -41,8 +46,9 @@ class Part:
     """One readable piece of a source: a file, a hub split, or a synthetic stream."""
 
     name: str  # shown in messages
-    kind: str  # csv | json | parquet | hub | synthetic
-    arg: str = ""
+    kind: str  # csv | json | parquet | hub | arrow (a save_to_disk folder) | synthetic
+    arg: str = ""  # the path; for hub "name:split"
+    split: str = ""  # arrow: the split of a DatasetDict folder
     rows: int = 0
     seed: int = 0
     test_layout: bool = False
@@ -74,6 +80,11 @@ def _resolve_one(spec: str) -> list[Part]:
             raise DataError(f"{spec}: expected synthetic:ROWS or synthetic:ROWS:SEED") from None
         return [Part(spec, "synthetic", rows=rows, seed=seed, test_layout=kind == "synthetic-test")]
     path = Path(spec).expanduser()
+    base, _, split = spec.rpartition(":")
+    if base and _saved_layout(Path(base).expanduser()) == "dict":
+        return [_arrow_part(spec, Path(base).expanduser(), split)]
+    if _saved_layout(path):
+        return [_arrow_part(spec, path, "train" if _saved_layout(path) == "dict" else "")]
     if path.is_dir():
         files = sorted(str(p) for p in path.rglob("*") if p.is_file() and data_format(str(p)))
         if not files:
@@ -90,16 +101,69 @@ def _resolve_one(spec: str) -> list[Part]:
         return [_file_part(str(path))]
     if data_format(spec) or spec.startswith((".", "/", "~")):
         raise DataError(f"{spec}: no such file")
-    if _offline():
-        # datasets would retry the network for minutes before failing; say it at once.
-        raise DataError(f"{spec}: no such local file or folder, and hub datasets cannot be read offline "
-                        f"({'/'.join(_OFFLINE_VARS)} is set): download the files and pass their path")
     name, _, split = spec.partition(":")
     return [Part(spec, "hub", arg=f"{name}:{split or 'train'}")]
 
 
 def _offline() -> bool:
     return any(os.environ.get(var, "").strip().lower() in ("1", "true", "yes", "on") for var in _OFFLINE_VARS)
+
+
+def _saved_layout(path: Path) -> Optional[str]:
+    """"dict" / "dataset" for a folder written by ``DatasetDict`` / ``Dataset.save_to_disk``, else None."""
+    if (path / "dataset_dict.json").is_file():
+        return "dict"
+    return "dataset" if (path / "state.json").is_file() and (path / "dataset_info.json").is_file() else None
+
+
+def _arrow_part(spec: str, path: Path, split: str) -> Part:
+    part = Part(spec, "arrow", arg=str(path), split=split)
+    data = arrow_dataset(part)  # memory-mapped: opening costs the footers, not the rows
+    _check_columns(part, data.column_names)
+    if len(data) == 0:
+        raise DataError(f"{spec}: no data rows (an empty dataset)")
+    return part
+
+
+_OPENED: dict[tuple, object] = {}
+
+
+def arrow_dataset(part: Part):
+    """The ``datasets.Dataset`` behind a hub or ``save_to_disk`` part, memory-mapped (opened once per process).
+
+    A hub dataset is downloaded into ``datasets``' cache on first use (``prepare_data`` does it on
+    one process per machine) and read from the cache after, online or offline."""
+    key = (part.kind, part.arg, part.split)
+    if key not in _OPENED:
+        import datasets
+
+        try:
+            if part.kind == "hub":
+                name, split = part.arg.rsplit(":", 1)
+                data = datasets.load_dataset(name, split=split)
+            else:
+                data = datasets.load_from_disk(part.arg)
+                if isinstance(data, datasets.DatasetDict):
+                    if part.split not in data:
+                        raise DataError(f"{part.name}: no split {part.split!r} in this saved DatasetDict "
+                                        f"(it has {', '.join(data) or 'none'}; pick one as FOLDER:split)")
+                    data = data[part.split]
+        except DataError:
+            raise
+        except Exception as err:  # offline and not cached, unknown name, gated, a damaged folder: one line
+            hint = (f" (offline: {'/'.join(_OFFLINE_VARS)} is set and it is not in the datasets cache; download it "
+                    "once online, or pass local files)") if part.kind == "hub" and _offline() else ""
+            raise DataError(f"{part.name}: cannot open {'hub dataset' if part.kind == 'hub' else 'saved dataset'}"
+                            f"{hint} ({type(err).__name__}: {_one_line(err)})") from None
+        _OPENED[key] = data
+    return _OPENED[key]
+
+
+def _arrow_rows(data) -> Iterator[dict]:
+    for batch in data.iter(batch_size=1024):  # column batches: far cheaper than row by row
+        names = list(batch)
+        for values in zip(*batch.values()):
+            yield dict(zip(names, values))
 
 
 def _file_part(path: str) -> Part:
@@ -239,18 +303,14 @@ def open_part(part: Part):
         return _read_csv(part.arg)
     if part.kind == "json" and not _is_json_array(part.arg):
         return _read_json(part.arg)
-    import datasets  # slow to import (seconds): only for Parquet, JSON arrays, hub and synthetic parts
+    if part.kind in ("hub", "arrow"):
+        return _arrow_rows(arrow_dataset(part))
+    import datasets  # slow to import (seconds): only for Parquet, JSON arrays and synthetic parts
 
     if part.kind == "synthetic":
         return datasets.IterableDataset.from_generator(
             _synthetic_rows, gen_kwargs={"rows": part.rows, "seed": part.seed, "test": part.test_layout}
         )
-    if part.kind == "hub":
-        name, split = part.arg.rsplit(":", 1)
-        try:
-            return datasets.load_dataset(name, split=split, streaming=True)
-        except Exception as err:  # offline, unknown name, gated: one line is enough
-            raise DataError(f"{part.name}: cannot open hub dataset ({type(err).__name__}: {_one_line(err)})") from None
     return datasets.load_dataset(part.kind, data_files=[part.arg], split="train", streaming=True)
 
 

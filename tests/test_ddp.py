@@ -63,7 +63,7 @@ def _cli_args(cwd: Path, args: tuple[str, ...], devices: int, probe: str | None)
     return [*args, *extra]
 
 
-def _mathverify(cwd: Path, *args: str, devices: int = 2, probe: str | None = None) -> None:
+def _mathverify(cwd: Path, *args: str, devices: int = 2, probe: str | None = None) -> str:
     """Run ``python -m mathverify`` in a fresh process; Lightning starts the other ranks itself."""
     cmd = [sys.executable, "-m", "mathverify", *_cli_args(cwd, args, devices, probe)]
     started = time.monotonic()
@@ -73,6 +73,7 @@ def _mathverify(cwd: Path, *args: str, devices: int = 2, probe: str | None = Non
     assert "sync_dist=True" not in done.stdout + done.stderr, done.stderr[-3000:]
     assert "Loading weights:" not in done.stderr  # no progress bars in output that goes to a file
     print(f"[{args[0]} on {devices} rank(s): {time.monotonic() - started:.0f} s]", end=" ")
+    return done.stderr
 
 
 def _one_rank(cwd: Path, *args: str, probe: str | None = None) -> None:
@@ -99,15 +100,18 @@ def _probes(cwd: Path, probe: str, stage: str) -> list[dict]:
 
 
 def _fit(cwd: Path, quantization: str, *extra: str) -> Path:
-    _mathverify(
+    stderr = _mathverify(
         cwd, "fit", "--run_name", "ddp", "--logs_dir", "logs", "--trainer.log_every_n_steps", "1",
         "--trainer.callbacks+=callbacks.rounds.StepRounds", f"--trainer.callbacks.rounds={ROUNDS}",
         "--trainer.callbacks+=callbacks.metrics.VerificationMetrics",
         "--trainer.callbacks+=callbacks.checkpoint.RoundCheckpoint",
         "--model.max_length", "256", "--model.lora_r", "4", "--model.quantization", quantization,
         "--model.gradient_checkpointing", "true",  # non-reentrant: LoRA under DDP must not be "ready twice"
-        "--data.batch_size", "4", "--data.buffer_size", "32", *DATA, *extra, probe="fit",
+        "--data.batch_size", "4", "--data.buffer_size", "32", "--data.startup_cache", "false", *DATA, *extra,
+        probe="fit",
     )
+    # the start-up passes ran once, on rank 0; rank 1 received their result (mathverify.startup)
+    assert stderr.count("training rows of") == 1 and stderr.count("taken from rank 0") == 1, stderr[-3000:]
     assert [p.name for p in (cwd / "logs" / "ddp").iterdir()] == ["version_0"]  # both ranks chose one folder
     return cwd / "logs" / "ddp" / "version_0" / "checkpoints" / "last.ckpt"
 
