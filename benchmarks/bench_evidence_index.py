@@ -30,8 +30,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     args = parser.parse_args(argv)
-    from mathverify.evidence import TrainingEvidence, build_index, eval_features, pool_of
-    from mathverify.sources import resolve_parts
+    from mathverify.data.sources import resolve_parts
+    from mathverify.evidence.index import TrainingEvidence, build_index, eval_features, pool_of
 
     build_index(resolve_parts("synthetic:10:0"), lambda digest: False, 0.0, 0)  # imports (datasets) first
     before = rss_mb()
@@ -70,9 +70,9 @@ def equality_on_real_math() -> None:
     import json
     import os
 
-    from mathverify import equality
-    from mathverify.answers import answer_key
-    from mathverify.equality import all_classes, needs_symbolic
+    from mathverify.evidence import equality
+    from mathverify.evidence.answers import answer_key
+    from mathverify.evidence.equality import all_classes, needs_symbolic
 
     path = ROOT.parent / "shared" / "data" / "real-math-l5-8models.jsonl.gz"
     if not path.is_file():

@@ -1,7 +1,7 @@
 """Reading order on a question-sorted file (issue 11, section 3): how many questions the first
 training rows span, where validation rows come from, and what a round start costs deep in a pass.
 
-The file: ``--rows`` synthetic rows (``mathverify.synthetic``, seed 0: 1-4 rows per question),
+The file: ``--rows`` synthetic rows (``mathverify.data.synthetic``, seed 0: 1-4 rows per question),
 sorted by question text as generated data often is, written once as CSV under ``/tmp`` (never the
 repository). The run goes through the real ``VerifyDataModule`` (tiny tokenizer, ``buffer_size``
 2,048, default validation split ``val_size`` 0.05 / ``val_scan_rows`` 50,000):
@@ -34,7 +34,7 @@ from types import SimpleNamespace
 
 def question_sorted_csv(path: Path, rows: int) -> Path:
     """Write ``rows`` synthetic rows sorted by question (external ``sort``: memory stays small)."""
-    from mathverify.synthetic import CSV_COLUMNS, generate_rows
+    from mathverify.data.synthetic import CSV_COLUMNS, generate_rows
 
     if path.exists():
         return path
@@ -95,9 +95,13 @@ def main(argv=None) -> int:
     import dataclasses
 
     import mathverify
-    from mathverify.data import VerifyDataModule
-    from mathverify.split import question_digest
-    from mathverify.stream import StreamPosition
+    from mathverify.data import VerifyDataModule  # the same name before and after the sub-packages
+    try:
+        from mathverify.data.split import question_digest
+        from mathverify.data.stream import StreamPosition
+    except ImportError:  # a checkout from before the sub-packages (--code)
+        from mathverify.split import question_digest
+        from mathverify.stream import StreamPosition
 
     path = question_sorted_csv(Path(args.file or f"/tmp/mathverify-bench/sorted-{args.rows}.csv"), args.rows)
     csv_path = path

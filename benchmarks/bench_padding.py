@@ -3,7 +3,7 @@
 Tokenization only (no model forward): the stream reads synthetic rows from JSONL, tokenizes each
 shuffle buffer, and either keeps the shuffled order (``group_by_length=False``) or sorts the buffer
 by length, cuts it into micro-batches and shuffles the batches (``True``).
-``mathverify.examples.padding_fraction`` = padded positions / all positions.
+``mathverify.data.examples.padding_fraction`` = padded positions / all positions.
 
     python benchmarks/bench_padding.py --quick
 """
@@ -30,11 +30,11 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     rows = args.rows or (1024 if args.quick else 4096)
 
-    from mathverify.backbone import load_tokenizer
-    from mathverify.examples import padding_fraction
-    from mathverify.prompt import SEED_TEMPLATE, PromptEncoder
-    from mathverify.sources import resolve_parts
-    from mathverify.stream import StreamPosition, TrainStream, ValidationRule
+    from mathverify.data.examples import padding_fraction
+    from mathverify.data.prompt import SEED_TEMPLATE, PromptEncoder
+    from mathverify.data.sources import resolve_parts
+    from mathverify.data.stream import StreamPosition, TrainStream, ValidationRule
+    from mathverify.model.backbone import load_tokenizer
 
     tokenizer = load_tokenizer(str(build_backbone("smollm2-135m", 4)))
     encoder = PromptEncoder(tokenizer, SEED_TEMPLATE, "True", "False", 1024)

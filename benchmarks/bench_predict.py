@@ -1,6 +1,6 @@
 """Prediction throughput: ours (label-token head) vs the seed's generate-and-compare, same model and rows.
 
-* ``ours``: rows tokenized by ``mathverify.prompt.PromptEncoder``, sorted by length, cut into batches,
+* ``ours``: rows tokenized by ``mathverify.data.prompt.PromptEncoder``, sorted by length, cut into batches,
   right-padded (``collate_examples``); one forward per batch through ``VerifierModule`` (decoder +
   two ``lm_head`` rows at the last real position).
 * ``seed``: the seed prompt (no label), rows in file order, batches of 30, left padding,
@@ -59,10 +59,10 @@ def sync(device: str) -> None:
 def main(argv=None) -> int:
     import torch
 
-    from mathverify.backbone import load_tokenizer
-    from mathverify.examples import collate_examples, padding_fraction
-    from mathverify.model import VerifierModule
-    from mathverify.prompt import SEED_TEMPLATE, PromptEncoder
+    from mathverify.data.examples import collate_examples, padding_fraction
+    from mathverify.data.prompt import SEED_TEMPLATE, PromptEncoder
+    from mathverify.model.backbone import load_tokenizer
+    from mathverify.model.module import VerifierModule
 
     args = parse(argv)
     model_dir = build_backbone(args.shape, args.layers, device=args.device,

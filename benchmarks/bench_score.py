@@ -66,7 +66,7 @@ def timed(cmd: list[str]) -> tuple[float, int]:
 
 
 def main(argv=None) -> int:
-    from mathverify.synthetic import write_rows
+    from mathverify.data.synthetic import write_rows
 
     args = parse(argv)
     work = Path(args.work or tempfile.mkdtemp(prefix="bench-score-"))

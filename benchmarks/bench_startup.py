@@ -49,7 +49,7 @@ def two_rounds_config(config: Path, out: Path) -> Path:
 
 
 def main(argv=None) -> int:
-    from mathverify.synthetic import write_rows
+    from mathverify.data.synthetic import write_rows
 
     args = parse(argv)
     work = Path(args.work)

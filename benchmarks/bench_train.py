@@ -3,8 +3,8 @@
 Each contender runs in its own process (peak RSS / peak CUDA memory are per contender) on the same
 saved random backbone, the same rows, LoRA settings, micro-batch, accumulation, optimizer and seed:
 
-* ``ours``: ``mathverify.model.VerifierModule`` (built with ``configure_model``) fed by the real
-  ``mathverify.stream.TrainStream`` (length-grouped batches of one shuffle buffer); a plain loop of
+* ``ours``: ``mathverify.model.module.VerifierModule`` (built with ``configure_model``) fed by the real
+  ``mathverify.data.stream.TrainStream`` (length-grouped batches of one shuffle buffer); a plain loop of
   forward -> cross-entropy on the two label logits -> backward -> clip -> AdamW step. No Lightning
   Trainer: its per-step overhead (logging, callbacks) is not what is measured, and the TRL side gets
   no logging either (``logging_steps`` beyond the run).
@@ -142,12 +142,12 @@ def child_ours(args) -> dict:
     from torch import nn
     from types import SimpleNamespace
 
-    from mathverify.backbone import load_tokenizer
-    from mathverify.model import VerifierModule
-    from mathverify.prefix import computed_tokens
-    from mathverify.prompt import PromptEncoder
-    from mathverify.sources import resolve_parts
-    from mathverify.stream import StreamPosition, TrainStream, ValidationRule
+    from mathverify.data.prompt import PromptEncoder
+    from mathverify.data.sources import resolve_parts
+    from mathverify.data.stream import StreamPosition, TrainStream, ValidationRule
+    from mathverify.model.backbone import load_tokenizer
+    from mathverify.model.module import VerifierModule
+    from mathverify.model.prefix import computed_tokens
 
     _setup(args)
     module = VerifierModule(
@@ -241,7 +241,7 @@ def child_trl(args) -> dict:
     from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
     from trl import SFTConfig, SFTTrainer
 
-    from mathverify.backbone import quantization_config
+    from mathverify.model.backbone import quantization_config
 
     _setup(args)
     dtype = getattr(torch, args.dtype)

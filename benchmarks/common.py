@@ -55,7 +55,7 @@ def cache_dir() -> Path:
 def build_backbone(shape: str, layers: int | None = None, device: str = "cpu", dtype: str = "float32") -> Path:
     """Save a randomly initialised Llama of ``shape`` (optionally fewer layers) with a BPE tokenizer.
 
-    The tokenizer is a byte-level BPE trained on synthetic rows (``mathverify.backbone``); on these
+    The tokenizer is a byte-level BPE trained on synthetic rows (``mathverify.model.backbone``); on these
     rows its merges run out at ~830 tokens, so the *model's* vocabulary is padded to the shape's
     (49,152 for SmolLM2): the embedding and ``lm_head`` have the real size and cost, ids above the
     tokenizer's are simply never produced.
@@ -63,9 +63,9 @@ def build_backbone(shape: str, layers: int | None = None, device: str = "cpu", d
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from mathverify.backbone import train_tiny_tokenizer
-    from mathverify.prompt import SEED_TEMPLATE
-    from mathverify.synthetic import generate_rows
+    from mathverify.data.prompt import SEED_TEMPLATE
+    from mathverify.data.synthetic import generate_rows
+    from mathverify.model.backbone import train_tiny_tokenizer
 
     spec = dict(SHAPES[shape])
     if layers:
@@ -105,7 +105,7 @@ def write_rows(n: int, seed: int, length_scale: float) -> Path:
     Row i's solution is repeated k_i = max(1, round(length_scale * u_i)) times, u_i uniform in
     [0.5, 1.5] (seeded): mean length grows ~length_scale-fold and lengths spread like real data.
     """
-    from mathverify.synthetic import generate_rows
+    from mathverify.data.synthetic import generate_rows
 
     path = cache_dir() / f"rows-{n}-{seed}-{length_scale:g}.jsonl"
     if path.is_file():
@@ -129,7 +129,7 @@ def read_rows(path: Path) -> list[dict]:
 
 def seed_text(row: dict) -> str:
     """The seed recipe's training text: its prompt with the label word appended."""
-    from mathverify.prompt import SEED_TEMPLATE
+    from mathverify.data.prompt import SEED_TEMPLATE
 
     return SEED_TEMPLATE.format(**row) + ("True" if row["is_correct"] in (True, "True", 1) else "False")
 

@@ -1,6 +1,6 @@
 """Fit the evidence head on every labelled training row before the first step (seconds, CPU).
 
-The head (``mathverify.heads.EvidenceHead``, a few hundred weights) would otherwise learn only
+The head (``mathverify.model.heads.EvidenceHead``, a few hundred weights) would otherwise learn only
 from the rows the run's steps read: 480 rows in a 60-step CPU run, too few to learn the rare
 cases (an answer that meets a labelled-correct one, a sentence, a differently written equal
 answer). The evidence index holds every labelled training row's question and answer, so the
@@ -45,7 +45,7 @@ class EvidenceWarmStart(Callback):
             return
         if "FSDP" in type(trainer.strategy).__name__:  # sharded parameters: leave the head to the steps
             return
-        from mathverify.evidence import training_table
+        from mathverify.evidence.index import training_table
 
         table, labels = training_table(shown, self.max_rows, self.draws, trainer.datamodule.hparams.seed)
         if not table:

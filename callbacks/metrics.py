@@ -87,7 +87,7 @@ class VerificationMetrics(Callback):
 
 def _checked_outputs(pl_module: pl.LightningModule) -> dict[str, Tensor]:
     if not hasattr(pl_module, "epoch_outputs"):
-        raise TypeError("VerificationMetrics needs a module with epoch_outputs() (mathverify.model.VerifierModule)")
+        raise TypeError("VerificationMetrics needs a module with epoch_outputs() (mathverify.model.module.VerifierModule)")
     return pl_module.epoch_outputs()
 
 

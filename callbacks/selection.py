@@ -5,7 +5,7 @@ from __future__ import annotations
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks import Callback
 
-from mathverify.selection import question_metrics
+from mathverify.evidence.selection import question_metrics
 
 
 class SelectionMetrics(Callback):

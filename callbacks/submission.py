@@ -134,7 +134,7 @@ class SubmissionWriter(BasePredictionWriter):
 
     def _write_best_answers(self, rows: list[PredictedRow], examples: list[dict]) -> None:
         """One line per question (first-appearance order): its highest-P(True) row."""
-        from mathverify.selection import best_rows, group_rows
+        from mathverify.evidence.selection import best_rows, group_rows
 
         digests = [examples[row.row_index]["digest"] for row in rows]
         best, sizes = best_rows([row.p_true for row in rows], digests), group_rows(digests)

@@ -17,14 +17,14 @@ from typing import Optional
 import torch
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 
-from mathverify.backbone import BackboneError
-from mathverify.data import VerifyDataModule
+from mathverify.data.datamodule import VerifyDataModule
+from mathverify.data.labels import LabelError
+from mathverify.data.prompt import PromptError
+from mathverify.data.sources import DataError
 from mathverify.errors import SettingsError
-from mathverify.labels import LabelError
-from mathverify.model import VerifierModule
-from mathverify.prompt import PromptError
+from mathverify.model.backbone import BackboneError
+from mathverify.model.module import VerifierModule
 from mathverify.quiet import quiet_startup
-from mathverify.sources import DataError
 
 
 class CheckpointError(ValueError):
@@ -261,7 +261,7 @@ def run_folder(logs_dir: str, run_name: str, ckpt_path: Optional[str], subcomman
     return run_name, f"version_{versions[-1] + 1 if versions else 0}"
 
 
-COMMANDS = {"check-data": "mathverify.check", "export": "mathverify.export", "sweep": "mathverify.sweep",
+COMMANDS = {"check-data": "mathverify.data.check", "export": "mathverify.export", "sweep": "mathverify.sweep.run",
             "score": "mathverify.score"}  # plain argparse commands
 
 

@@ -24,7 +24,7 @@ def load_module_from_checkpoint(ckpt_path: str, device="cpu"):
     import torch
 
     from mathverify.cli import CheckpointError, _load_checkpoint
-    from mathverify.model import VerifierModule
+    from mathverify.model.module import VerifierModule
 
     state = _load_checkpoint(ckpt_path)
     if "hyper_parameters" not in state or "state_dict" not in state:
@@ -57,8 +57,8 @@ def _json_settings(hparams) -> dict:
 
 def export_checkpoint(ckpt_path: str, output: str, merged: bool = False, overwrite: bool = False) -> Path:
     """Write ``output/`` (adapter, tokenizer, head, mathverify.json[, merged/]) atomically."""
-    from mathverify.backbone import load_tokenizer, resolve_backbone
-    from mathverify.prompt import PromptEncoder
+    from mathverify.data.prompt import PromptEncoder
+    from mathverify.model.backbone import load_tokenizer, resolve_backbone
 
     target = Path(output)
     if target.exists() and not overwrite:
@@ -108,7 +108,7 @@ def _write_evidence(folder: Path, module, index_json: str | None) -> dict:
     validation questions' rows included), as ``predict`` uses it."""
     from safetensors.torch import save_file
 
-    from mathverify.evidence import FEATURES, EvidenceIndex, save_json
+    from mathverify.evidence.index import FEATURES, EvidenceIndex, save_json
 
     if index_json is None:
         raise SystemExit("mathverify export: the checkpoint weighs evidence but holds no evidence index")
@@ -117,8 +117,8 @@ def _write_evidence(folder: Path, module, index_json: str | None) -> dict:
     save_file({k: v.contiguous() for k, v in module.evidence_head.state_dict().items()},
               folder / "evidence_head.safetensors")
     return {"index": "evidence_index.json.gz", "head": "evidence_head.safetensors", "features": list(FEATURES),
-            "logits": "logits + [-d/2, d/2], d = net(features) (mathverify.heads.EvidenceHead); "
-                      "features: mathverify.evidence.features, leave-one-out, index + the scored file's own answers"}
+            "logits": "logits + [-d/2, d/2], d = net(features) (mathverify.model.heads.EvidenceHead); "
+                      "features: mathverify.evidence.index.features, leave-one-out, index + the scored file's own answers"}
 
 
 def _write_merged(folder: Path, base_name: str, hp) -> None:

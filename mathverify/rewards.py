@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Optional, Union
 
-from mathverify.answers import last_boxed
+from mathverify.evidence.answers import last_boxed
 from mathverify.verifier import Verifier
 
 
@@ -92,7 +92,7 @@ def verifier_reward(path: Union[str, Verifier], *, device: Optional[str] = None,
         question_column: the dataset column holding the bare question (None: always the prompt).
         no_answer_reward: the reward of a completion without an answer.
         extract_answer: completion text -> its final answer, or None (default: the content of the
-            last ``\\boxed{}``, ``mathverify.answers.last_boxed``).
+            last ``\\boxed{}``, ``mathverify.evidence.answers.last_boxed``).
     """
     verifier = path if isinstance(path, Verifier) else Verifier.load(path, device=device, logs_dir=logs_dir)
     return VerifierReward(verifier, group_samples, question_column, no_answer_reward, extract_answer)

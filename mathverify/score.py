@@ -60,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    from mathverify.sources import DataError
+    from mathverify.data.sources import DataError
     from mathverify.verifier import VerifierError
 
     from mathverify.quiet import quiet_startup
@@ -76,7 +76,7 @@ def main(argv: Optional[list[str]] = None) -> int:
 
 # ----- the job -------------------------------------------------------------------------------
 def run(args: argparse.Namespace) -> Path:
-    from mathverify.sources import resolve_parts
+    from mathverify.data.sources import resolve_parts
 
     output = Path(args.output)
     if output.suffix.lower() not in FORMATS:
@@ -144,11 +144,11 @@ def _start(work: Path, settings: dict, overwrite: bool) -> dict:
 
 def _first_pass(parts, work: Path, skip_bad: bool) -> dict:
     """Check every row and count each question's answers (the evidence pool, saved in ``work``)."""
-    from mathverify.answers import answer_key
-    from mathverify.evidence import EvidenceIndex, save_json
-    from mathverify.examples import clean_row, row_error
-    from mathverify.sources import iter_rows
-    from mathverify.split import question_digest
+    from mathverify.data.examples import clean_row, row_error
+    from mathverify.data.sources import iter_rows
+    from mathverify.data.split import question_digest
+    from mathverify.evidence.answers import answer_key
+    from mathverify.evidence.index import EvidenceIndex, save_json
     from mathverify.verifier import with_boxed_answer
 
     pool, rows, bad = EvidenceIndex(), 0, 0
@@ -170,7 +170,7 @@ def _first_pass(parts, work: Path, skip_bad: bool) -> dict:
 
 def _chunks(parts, chunk_rows: int, wanted: set[int]) -> Iterator[tuple[int, list]]:
     """(chunk number, its rows) for the wanted chunks, reading the input once from the first."""
-    from mathverify.sources import iter_rows
+    from mathverify.data.sources import iter_rows
 
     first = min(wanted)
     k, rows = first, []
@@ -188,7 +188,7 @@ def _chunks(parts, chunk_rows: int, wanted: set[int]) -> Iterator[tuple[int, lis
 
 def _score_chunks(args, parts, work: Path, todo: list[int], rank: int, world: int) -> None:
     """Score this process's chunks (every ``world``-th of ``todo``) and write each as a part."""
-    from mathverify.evidence import EvidenceIndex, eval_aliases
+    from mathverify.evidence.index import EvidenceIndex, eval_aliases
     from mathverify.verifier import Verifier
 
     mine = set(todo[rank::world])
@@ -214,8 +214,8 @@ def _score_chunks(args, parts, work: Path, todo: list[int], rank: int, world: in
 
 def score_rows(verifier, rows: list, pool, aliases: dict, keep_above: Optional[float]) -> list[dict]:
     """The output records of one chunk of ``(name, number, raw row)``: good rows only, in order."""
-    from mathverify.evidence import eval_features
-    from mathverify.examples import checked_examples, clean_row
+    from mathverify.data.examples import checked_examples, clean_row
+    from mathverify.evidence.index import eval_features
     from mathverify.verifier import with_boxed_answer
 
     good, raws = [], []

@@ -25,9 +25,9 @@ from typing import Any, Iterable, Optional, Union
 
 import torch
 
-from mathverify.answers import last_boxed
-from mathverify.examples import checked_examples, collate_examples
-from mathverify.sources import DataError
+from mathverify.data.examples import checked_examples, collate_examples
+from mathverify.data.sources import DataError
+from mathverify.evidence.answers import last_boxed
 
 EXPORT_META = "mathverify.json"
 BATCH_SIZE = 16  # rows per forward pass: ``mathverify predict``'s default (data.eval_batch_size); small is fast on CPUs
@@ -85,7 +85,7 @@ class Verifier:
     def _from_checkpoint(cls, path: str, device, batch_size, logs_dir: str) -> "Verifier":
         from mathverify.cli import CheckpointError, resolve_ckpt_path
         from mathverify.errors import SettingsError
-        from mathverify.evidence import EvidenceIndex
+        from mathverify.evidence.index import EvidenceIndex
         from mathverify.export import load_module_from_checkpoint
 
         try:
@@ -106,8 +106,8 @@ class Verifier:
         from peft import set_peft_model_state_dict
         from safetensors.torch import load_file
 
-        from mathverify.evidence import EvidenceIndex
-        from mathverify.model import VerifierModule
+        from mathverify.evidence.index import EvidenceIndex
+        from mathverify.model.module import VerifierModule
 
         meta = json.loads((folder / EXPORT_META).read_text())
         hparams = meta.get("module")
@@ -129,8 +129,8 @@ class Verifier:
 
     @classmethod
     def _assemble(cls, module, index, batch_size: int, source: str) -> "Verifier":
-        from mathverify.backbone import load_tokenizer
-        from mathverify.prompt import PromptEncoder
+        from mathverify.data.prompt import PromptEncoder
+        from mathverify.model.backbone import load_tokenizer
 
         hp = module.hparams
         if batch_size < 1:
@@ -173,7 +173,7 @@ class Verifier:
         return BestOfN(best, rows[best]["solution"], scores[best], scores)
 
     def _score(self, rows: Any) -> list[tuple[float, bool]]:
-        from mathverify.evidence import attach_evidence
+        from mathverify.evidence.index import attach_evidence
 
         examples = checked_examples(_numbered(as_records(rows)), self.encoder, need_label=False)
         if self.module.hparams.evidence:
@@ -184,7 +184,7 @@ class Verifier:
     def run(self, examples: list[dict]) -> list[tuple[float, bool]]:
         """(P(True), has labelled siblings) of each example (``examples.checked_examples``, with
         ``evidence`` attached when the model weighs it), in the order given."""
-        from mathverify.evidence import has_labelled_siblings
+        from mathverify.evidence.index import has_labelled_siblings
 
         if not examples:
             return []

@@ -19,21 +19,21 @@ sys.path.insert(0, str(ROOT))
 @pytest.fixture(scope="session")
 def tiny_path() -> str:
     """Folder of the built-in tiny Llama (config, weights, tokenizer)."""
-    from mathverify.backbone import resolve_backbone
+    from mathverify.model.backbone import resolve_backbone
 
     return resolve_backbone("tiny")
 
 
 @pytest.fixture(scope="session")
 def tokenizer(tiny_path):
-    from mathverify.backbone import load_tokenizer
+    from mathverify.model.backbone import load_tokenizer
 
     return load_tokenizer(tiny_path)
 
 
 @pytest.fixture(scope="session")
 def encoder(tokenizer):
-    from mathverify.prompt import SEED_TEMPLATE, PromptEncoder
+    from mathverify.data.prompt import SEED_TEMPLATE, PromptEncoder
 
     return PromptEncoder(tokenizer, SEED_TEMPLATE, "True", "False", 512)
 

@@ -86,7 +86,7 @@ class RaiseAtStep(Callback):
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         import time
 
-        from mathverify.sources import DataError
+        from mathverify.data.sources import DataError
 
         if trainer.global_step == self.step:
             if trainer.global_rank == self.rank:

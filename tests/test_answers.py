@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mathverify.answers import answer_key, last_boxed
+from mathverify.evidence.answers import answer_key, last_boxed
 
 MUST_MEET = [
     ("18", "18.0"), ("18", "$18"), ("18", "\\$18"), ("18", "\\boxed{18}"), ("18", "18 dollars"),

@@ -27,8 +27,8 @@ def _head(ckpt) -> dict:
 
 
 def test_classifier_head_trains_resumes_exports_and_predicts(tmp_path, tiny_path):
+    from mathverify.data.synthetic import write_rows
     from mathverify.export import main as export_main
-    from mathverify.synthetic import write_rows
 
     straight = _fit(tmp_path / "a")
     head = _head(straight)

@@ -72,7 +72,7 @@ def test_fit_then_predict_with_short_form(tmp_path, tiny_path, monkeypatch):
     assert resolve_ckpt_path("last", str(logs), "e2e", "predict").endswith("version_0/checkpoints/last.ckpt")
 
     test_file = tmp_path / "test.csv"
-    from mathverify.synthetic import write_rows
+    from mathverify.data.synthetic import write_rows
     write_rows(test_file, 37, seed=9, test=True)
     events = sorted(run_dir.glob("events.out.tfevents.*"))
     cli_main(["predict", "--logs_dir", str(logs), "--ckpt_path", "e2e:best", "--data.predict_files", str(test_file),
@@ -142,7 +142,7 @@ def test_quantized_backbones_run(tmp_path, quantization):
     state = torch.load(ckpt, weights_only=True)["state_dict"]
     assert state and all("lora_" in k for k in state)
     test_file = tmp_path / "t.jsonl"
-    from mathverify.synthetic import write_rows
+    from mathverify.data.synthetic import write_rows
     write_rows(test_file, 9, seed=2, test=True)
     cli_main(["predict", "--logs_dir", str(logs), "--ckpt_path", str(ckpt), "--data.predict_files", str(test_file),
               "--submission", str(tmp_path / "sub.csv"), "--trainer.enable_progress_bar", "false"])

@@ -3,10 +3,10 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from mathverify.data import VerifyDataModule
-from mathverify.sources import DataError, resolve_parts
-from mathverify.stream import StreamPosition, TrainStream, ValidationRule
-from mathverify.synthetic import generate_rows
+from mathverify.data.datamodule import VerifyDataModule
+from mathverify.data.sources import DataError, resolve_parts
+from mathverify.data.stream import StreamPosition, TrainStream, ValidationRule
+from mathverify.data.synthetic import generate_rows
 
 
 def _stream(encoder, tokenizer, start=StreamPosition(), num_batches=None, rank=0, world_size=1,
@@ -48,7 +48,7 @@ def test_ranks_read_disjoint_rows(encoder, tokenizer):
 
 
 def test_length_grouping_reduces_padding(encoder, tokenizer):
-    from mathverify.examples import padding_fraction
+    from mathverify.data.examples import padding_fraction
 
     grouped = list(_stream(encoder, tokenizer, num_batches=40))
     plain = TrainStream(resolve_parts("synthetic:300:1"), encoder, tokenizer.pad_token_id, rank=0, world_size=1,
@@ -65,7 +65,7 @@ def test_validation_split_by_question_never_leaks(tiny_path):
     assert 60 <= len(unseen) <= 60 + 11  # whole questions (at most 12 rows each) until 60 rows
     assert not val_ids & {e["digest"] for e in dm.val_examples if e["view"] == 1}
     train_rows = [i for b in _take(dm.train_dataloader(), 40) for i in b["ids"]]
-    from mathverify.split import question_digest
+    from mathverify.data.split import question_digest
     rows = list(generate_rows(400, seed=5))
     train_digests = {question_digest(rows[int(i.rsplit(":", 1)[1]) - 1]["question"]) for i in train_rows}
     assert train_digests and not train_digests & val_ids
@@ -103,7 +103,7 @@ def test_bad_training_rows_are_skipped_and_counted(encoder, tokenizer, write_csv
 
 
 def test_predict_yields_every_row_once_with_its_id_in_length_sorted_batches(tiny_path, write_csv):
-    from mathverify.examples import padding_fraction
+    from mathverify.data.examples import padding_fraction
 
     rows = [{"ID": 10 + i, "question": f"q{i}", "answer": str(i), "solution": "x " * (i * 13 % 50 + 1)}
             for i in range(23)]
@@ -128,7 +128,7 @@ def test_missing_columns_and_files_are_clear(tiny_path, write_csv, tmp_path):
 
 @pytest.mark.parametrize("suffix", [".jsonl", ".parquet", ".csv"])
 def test_formats_read_the_same_rows(tiny_path, tmp_path, suffix):
-    from mathverify.synthetic import write_rows
+    from mathverify.data.synthetic import write_rows
 
     path = write_rows(tmp_path / f"test{suffix}", 12, seed=4, test=True)
     dm = _datamodule(tiny_path, predict_files=str(path))

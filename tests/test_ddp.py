@@ -110,7 +110,7 @@ def _fit(cwd: Path, quantization: str, *extra: str) -> Path:
         "--data.batch_size", "4", "--data.buffer_size", "32", "--data.startup_cache", "false", *DATA, *extra,
         probe="fit",
     )
-    # the start-up passes ran once, on rank 0; rank 1 received their result (mathverify.startup)
+    # the start-up passes ran once, on rank 0; rank 1 received their result (mathverify.data.startup)
     assert stderr.count("training rows of") == 1 and stderr.count("taken from rank 0") == 1, stderr[-3000:]
     assert [p.name for p in (cwd / "logs" / "ddp").iterdir()] == ["version_0"]  # both ranks chose one folder
     return cwd / "logs" / "ddp" / "version_0" / "checkpoints" / "last.ckpt"
@@ -185,7 +185,7 @@ def test_ddp_fit_validate_predict(tmp_path, tiny_path, quantization):
         _mathverify(tmp_path, "validate", *evaluate, probe="val2")
         report["validate"] = _check_same_validation(one_rank, _probes(tmp_path, "val2", "validate"), "2-rank validate")
     test_file = tmp_path / "test.csv"
-    from mathverify.synthetic import write_rows
+    from mathverify.data.synthetic import write_rows
 
     write_rows(test_file, TEST_ROWS, seed=7, test=True)
     _mathverify(tmp_path, "predict", "--logs_dir", "logs", "--ckpt_path", str(ckpt),
@@ -202,7 +202,7 @@ def test_ddp_fit_validate_predict(tmp_path, tiny_path, quantization):
 
 
 def test_eval_sampler_splits_rows_without_repeats():
-    from mathverify.sharding import eval_sampler
+    from mathverify.data.sharding import eval_sampler
 
     assert eval_sampler(list(range(5)), 0, 1) is None  # one process: plain in-order loading
     shares = [list(eval_sampler(list(range(33)), rank, 2)) for rank in (0, 1)]
@@ -245,7 +245,7 @@ def test_bf16_true_gives_fsdp_one_dtype(tiny_path, quantization):
     import torch
     from lightning.pytorch.plugins.precision import FSDPPrecision
 
-    from mathverify.model import VerifierModule
+    from mathverify.model.module import VerifierModule
 
     storage = "bfloat16" if quantization == "4bit" else None
     module = VerifierModule(backbone="tiny", quantization=quantization, dtype="bfloat16", quant_storage=storage,

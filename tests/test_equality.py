@@ -1,12 +1,12 @@
-"""Answer equality within a question (mathverify.equality): the key stage, then math-verify."""
+"""Answer equality within a question (mathverify.evidence.equality): the key stage, then math-verify."""
 
 from __future__ import annotations
 
 import pytest
 
-from mathverify import equality
-from mathverify.answers import answer_key
-from mathverify.equality import all_classes, is_symbolic, question_classes
+from mathverify.evidence import equality
+from mathverify.evidence.answers import answer_key
+from mathverify.evidence.equality import all_classes, is_symbolic, question_classes
 
 
 def same_answer(a: str, b: str) -> bool:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from mathverify.evidence import (
+from mathverify.evidence.index import (
     FEATURES,
     EvidenceIndex,
     TrainingEvidence,
@@ -19,8 +19,8 @@ from mathverify.evidence import (
     pool_of,
     row_key,
 )
-from mathverify.sources import resolve_parts
-from mathverify.split import question_digest
+from mathverify.data.sources import resolve_parts
+from mathverify.data.split import question_digest
 
 F = {name: i for i, name in enumerate(FEATURES)}
 Q1, Q2 = "How many apples does Tom have?", "What is 2 + 2?"
@@ -171,7 +171,7 @@ def test_equal_answers_count_as_one_answer(tmp_path):
     assert shown(digest, "3\\sqrt{2}", 1, passes=0, row_index=0)[F["other_form"]] == 0.0
     assert EvidenceIndex.from_json(index.to_json()).aliases == index.aliases
     # A predict file that brings a new spelling: its class is found at evaluation time.
-    from mathverify.evidence import eval_aliases
+    from mathverify.evidence.index import eval_aliases
 
     pool = pool_of([(digest, "\\frac{6}{\\sqrt{2}}")])
     aliases = eval_aliases(index, pool)
@@ -190,7 +190,7 @@ def test_index_save_load_round_trip_is_json(tmp_path, index):
 
 
 def test_predict_without_a_saved_index_says_why():
-    from mathverify.data import VerifyDataModule
+    from mathverify.data.datamodule import VerifyDataModule
     from mathverify.errors import SettingsError
 
     dm = VerifyDataModule(evidence=True)

@@ -36,7 +36,7 @@ def _predict(logs: Path, ckpt: Path, rows: Path, out: Path, *extra: str) -> dict
 
 
 def test_fit_with_evidence_then_predict_from_the_saved_index(tmp_path, tiny_path):
-    from mathverify.synthetic import write_rows
+    from mathverify.data.synthetic import write_rows
 
     logs, train = tmp_path / "logs", tmp_path / "train.csv"
     write_rows(train, 400, seed=0)
@@ -60,7 +60,7 @@ def test_fit_with_evidence_then_predict_from_the_saved_index(tmp_path, tiny_path
         assert len(scalars[tag]) == 2, tag  # one per round
     ckpt = run_dir / "checkpoints" / "last.ckpt"
     state = torch.load(ckpt, weights_only=True)
-    from mathverify.evidence import INDEX_FORMAT
+    from mathverify.evidence.index import INDEX_FORMAT
 
     saved = json.loads(state["VerifyDataModule"]["evidence_index"])
     assert saved["format"] == INDEX_FORMAT

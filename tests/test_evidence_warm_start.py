@@ -7,8 +7,8 @@ from types import SimpleNamespace
 import torch
 
 from callbacks.evidence_warm_start import EvidenceWarmStart
-from mathverify.evidence import N_FEATURES, EvidenceIndex, TrainingEvidence, features
-from mathverify.heads import EvidenceHead
+from mathverify.evidence.index import N_FEATURES, EvidenceIndex, TrainingEvidence, features
+from mathverify.model.heads import EvidenceHead
 
 
 def _index() -> EvidenceIndex:

@@ -67,8 +67,8 @@ def test_export_loads_with_plain_peft_and_matches_predict(trained, tmp_path, tin
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from mathverify.data.synthetic import generate_rows, write_rows
     from mathverify.export import main as export_main
-    from mathverify.synthetic import generate_rows, write_rows
 
     logs, run = trained
     out = tmp_path / "adapter"

@@ -1,6 +1,6 @@
 import torch
 
-from mathverify.heads import ClassifierHead, LabelTokenHead, last_positions
+from mathverify.model.heads import ClassifierHead, LabelTokenHead, last_positions
 
 
 def test_last_positions_picks_the_last_real_token():

@@ -12,11 +12,11 @@ from types import SimpleNamespace
 
 import pytest
 
-from mathverify.data import VerifyDataModule
-from mathverify.examples import clean_row
-from mathverify.labels import LabelError, parse_label
-from mathverify.sources import DataError, iter_rows, resolve_parts
-from mathverify.stream import StreamPosition, TrainStream, ValidationRule
+from mathverify.data.datamodule import VerifyDataModule
+from mathverify.data.examples import clean_row
+from mathverify.data.labels import LabelError, parse_label
+from mathverify.data.sources import DataError, iter_rows, resolve_parts
+from mathverify.data.stream import StreamPosition, TrainStream, ValidationRule
 
 HEADER = "question,is_correct,answer,solution\n"
 
@@ -61,7 +61,7 @@ def test_missing_path_and_empty_file(tmp_path):
 
 
 def test_header_only_csv_and_schema_only_parquet_fail_up_front(tmp_path):
-    from mathverify.synthetic import write_rows
+    from mathverify.data.synthetic import write_rows
 
     (tmp_path / "h.csv").write_text(HEADER)
     with pytest.raises(DataError, match=r"h\.csv: no data rows"):
@@ -163,7 +163,7 @@ def test_parquet_with_unexpected_dtypes(tiny_path, tmp_path):
 
 
 def test_mixed_format_glob_and_folder_without_data(tmp_path):
-    from mathverify.synthetic import write_rows
+    from mathverify.data.synthetic import write_rows
 
     for i, suffix in enumerate([".csv", ".jsonl", ".parquet"]):
         write_rows(tmp_path / "data" / f"part{i}{suffix}", 4, seed=i)
@@ -291,7 +291,7 @@ def _no_weights(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("model weights were loaded before the error")
 
-    monkeypatch.setattr("mathverify.model.load_causal_lm", refuse)
+    monkeypatch.setattr("mathverify.model.module.load_causal_lm", refuse)
 
 
 def _fit(tmp_path, tiny_path, *extra):
@@ -341,7 +341,7 @@ def test_bad_predict_file_fails_before_weights(tmp_path, tiny_path, monkeypatch,
 # ----- check-data ----------------------------------------------------------------------------
 def test_check_data_reports_counts_lengths_and_steps(tmp_path, tiny_path, capsys):
     from mathverify.cli import cli_main
-    from mathverify.synthetic import write_rows
+    from mathverify.data.synthetic import write_rows
 
     path = write_rows(tmp_path / "train.csv", 300, seed=2)
     with open(path, "a", encoding="utf-8") as handle:
@@ -361,7 +361,7 @@ def test_check_data_reports_counts_lengths_and_steps(tmp_path, tiny_path, capsys
 
 
 def test_check_data_rows_limit_and_bad_input(tmp_path, tiny_path, capsys):
-    from mathverify.check import main
+    from mathverify.data.check import main
 
     assert main(["synthetic:500:1", "--backbone", tiny_path, "--rows", "50", "--max-length", "256"]) == 0
     assert "rows: 50\n" in capsys.readouterr().out

@@ -14,7 +14,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from torch.utils.data import DataLoader, Sampler, TensorDataset
 
 from callbacks import VerificationMetrics
-from mathverify.sharding import EpochRows
+from mathverify.data.sharding import EpochRows
 
 PROBS = [0.9, 0.8, 0.3, 0.6, 0.2, 0.1, 0.7, 0.4]
 LABELS = [1, 1, 1, 0, 0, 0, 0, 0]

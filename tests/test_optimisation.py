@@ -8,8 +8,8 @@ import torch
 
 
 def test_weight_decay_spares_biases_norms_and_embeddings(tiny_path):
-    from mathverify.model import VerifierModule
-    from mathverify.param_groups import parameter_groups
+    from mathverify.model.module import VerifierModule
+    from mathverify.model.param_groups import parameter_groups
 
     module = VerifierModule(backbone=tiny_path, lora_r=4, lora_bias="all", modules_to_save=["embed_tokens"])
     module.configure_model()
@@ -40,7 +40,7 @@ def test_gradient_clipping_uses_the_fsdp_root_norm():
     import torch.distributed as dist
     from torch.distributed.fsdp import FullyShardedDataParallel
 
-    from mathverify.model import VerifierModule
+    from mathverify.model.module import VerifierModule
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -9,20 +9,20 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from mathverify.data import VerifyDataModule
-from mathverify.holdout import validation_rows
-from mathverify.rowindex import RowReader, text_index
-from mathverify.sources import iter_rows, resolve_parts
-from mathverify.split import question_digest
-from mathverify.stream import StreamPosition, TrainStream, ValidationRule
-from mathverify.synthetic import CSV_COLUMNS, generate_rows
+from mathverify.data.datamodule import VerifyDataModule
+from mathverify.data.holdout import validation_rows
+from mathverify.data.rowindex import RowReader, text_index
+from mathverify.data.sources import iter_rows, resolve_parts
+from mathverify.data.split import question_digest
+from mathverify.data.stream import StreamPosition, TrainStream, ValidationRule
+from mathverify.data.synthetic import CSV_COLUMNS, generate_rows
 
 
 @pytest.fixture(autouse=True)
 def small_parquet_windows(monkeypatch):
-    import mathverify.parquet_order
+    import mathverify.data.parquet_order
 
-    monkeypatch.setattr(mathverify.parquet_order, "WINDOW_ROWS", 48)  # several windows in a small file
+    monkeypatch.setattr(mathverify.data.parquet_order, "WINDOW_ROWS", 48)  # several windows in a small file
 
 
 def _sorted_file(tmp_path, rows: int, suffix: str = ".csv", seed: int = 1, row_group_size: int = 10) -> str:
@@ -81,7 +81,7 @@ def test_index_reads_each_row_as_the_file_order_does(tmp_path, suffix):
 
 
 def test_index_is_saved_and_rebuilt_when_the_file_changes(tmp_path, monkeypatch):
-    import mathverify.rowindex as rowindex
+    import mathverify.data.rowindex as rowindex
 
     path = _sorted_file(tmp_path, 30, ".jsonl")
     part = resolve_parts(path)[0]
@@ -101,9 +101,9 @@ def test_parquet_question_keys_are_cached_until_the_file_changes(tmp_path, monke
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    import mathverify.rowindex as rowindex
-    from mathverify.parquet_order import ParquetSource
-    from mathverify.split import question_digest
+    import mathverify.data.rowindex as rowindex
+    from mathverify.data.parquet_order import ParquetSource
+    from mathverify.data.split import question_digest
 
     path = _sorted_file(tmp_path, 30, ".parquet")
     first = ParquetSource(resolve_parts(path)).digest_keys()
@@ -118,9 +118,9 @@ def test_parquet_question_keys_are_cached_until_the_file_changes(tmp_path, monke
 
 @pytest.mark.parametrize("suffix", [".csv", ".parquet"])
 def test_sorted_file_first_rows_span_many_questions(encoder, tokenizer, tmp_path, suffix, monkeypatch):
-    import mathverify.parquet_order
+    import mathverify.data.parquet_order
 
-    monkeypatch.setattr(mathverify.parquet_order, "WINDOW_ROWS", 200)  # 20 random row groups of 10 rows
+    monkeypatch.setattr(mathverify.data.parquet_order, "WINDOW_ROWS", 200)  # 20 random row groups of 10 rows
     path = _sorted_file(tmp_path, 600, suffix)
     questions = {i + 1: question_digest(r["question"]) for i, r in
                  enumerate(row for _, _, row in iter_rows(resolve_parts(path)))}

@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from mathverify.examples import collate_examples
-from mathverify.heads import last_positions
-from mathverify.prefix import last_hidden_states, shared_prefix_length
+from mathverify.data.examples import collate_examples
+from mathverify.model.heads import last_positions
+from mathverify.model.prefix import last_hidden_states, shared_prefix_length
 
 
 def test_shared_prefix_length_counts_common_leading_tokens():
@@ -52,9 +52,9 @@ def test_shared_prefix_forward_equals_masked_forward(tiny_path, encoder, tokeniz
     torch.testing.assert_close(shared, expected, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(unmasked, expected, rtol=1e-5, atol=1e-5)
     # a decoder without transformers 5's ``cache=`` keyword takes the plain pass, same values
-    import mathverify.prefix
+    import mathverify.model.prefix
 
-    monkeypatch.setattr(mathverify.prefix, "_supports_prefix_cache", lambda decoder_class: False)
+    monkeypatch.setattr(mathverify.model.prefix, "_supports_prefix_cache", lambda decoder_class: False)
     with torch.no_grad():
         fallback = last_hidden_states(decoder, batch["input_ids"], batch["lengths"], 16, batch["shared_prefix"])
     torch.testing.assert_close(fallback, expected, rtol=1e-5, atol=1e-5)
@@ -95,7 +95,7 @@ def test_shared_prefix_gradients_equal_plain_gradients(tiny_path, encoder, token
 def test_module_forward_in_training_matches_reference(tiny_path, encoder, tokenizer, checkpointing):
     """The module's training forward (shared prefix on, with and without gradient checkpointing,
     whose layers keep the read-only prefix cache for their recompute) equals the masked reference."""
-    from mathverify.model import VerifierModule
+    from mathverify.model.module import VerifierModule
 
     torch.manual_seed(0)
     module = VerifierModule(backbone=tiny_path, gradient_checkpointing=checkpointing, lora_r=4)
@@ -110,14 +110,14 @@ def test_module_forward_in_training_matches_reference(tiny_path, encoder, tokeni
 
 def test_negative_min_shared_is_a_settings_error():
     from mathverify.errors import SettingsError
-    from mathverify.model import VerifierModule
+    from mathverify.model.module import VerifierModule
 
     with pytest.raises(SettingsError, match="shared_prefix_min_tokens must be >= 0"):
         VerifierModule(shared_prefix_min_tokens=-1)
 
 
 def test_flops_per_batch_counts_frozen_4x_trainable_6x_and_the_prefix_once(tiny_path, encoder, tokenizer):
-    from mathverify.model import VerifierModule
+    from mathverify.model.module import VerifierModule
 
     module = VerifierModule(backbone=tiny_path, lora_r=4)
     module.configure_model()

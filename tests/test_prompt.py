@@ -1,6 +1,6 @@
 import pytest
 
-from mathverify.prompt import SEED_TEMPLATE, PromptEncoder, PromptError, find_label_tokens, fit_to_budget, split_template
+from mathverify.data.prompt import SEED_TEMPLATE, PromptEncoder, PromptError, find_label_tokens, fit_to_budget, split_template
 
 
 def test_split_template_requires_each_field_once():

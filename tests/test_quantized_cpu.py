@@ -12,7 +12,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mathverify.backbone import load_causal_lm
+from mathverify.model.backbone import load_causal_lm
 
 
 def _linear4bit_layers(model):

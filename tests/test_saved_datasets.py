@@ -15,10 +15,10 @@ import pytest
 import torch
 
 from mathverify.cli import cli_main
-from mathverify.order import SHUFFLED, ReadOrder
-from mathverify.sources import DataError, arrow_dataset, iter_rows, resolve_parts
-from mathverify.stream import StreamPosition
-from mathverify.synthetic import generate_rows
+from mathverify.data.order import SHUFFLED, ReadOrder
+from mathverify.data.sources import DataError, arrow_dataset, iter_rows, resolve_parts
+from mathverify.data.stream import StreamPosition
+from mathverify.data.synthetic import generate_rows
 from test_cli import _fit_args
 from test_order import _ids, _stream
 
@@ -162,12 +162,12 @@ def test_prepare_data_downloads_the_stage_hub_datasets_once(monkeypatch, tiny_pa
     the hub datasets the command reads are downloaded there (local files are not touched)."""
     from types import SimpleNamespace
 
-    import mathverify.data
+    import mathverify.data.datamodule
     from lightning.pytorch.trainer.states import TrainerFn
 
     calls = []
-    monkeypatch.setattr(mathverify.data, "arrow_dataset", lambda part: calls.append(part.arg))
-    dm = mathverify.data.VerifyDataModule(train_files="someone/train", val_files="someone/val:dev",
+    monkeypatch.setattr(mathverify.data.datamodule, "arrow_dataset", lambda part: calls.append(part.arg))
+    dm = mathverify.data.datamodule.VerifyDataModule(train_files="someone/train", val_files="someone/val:dev",
                                           predict_files="someone/test:test", backbone=tiny_path)
     dm.trainer = SimpleNamespace(state=SimpleNamespace(fn=TrainerFn(stage)))
     dm.prepare_data()

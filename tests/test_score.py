@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def rows_file(tmp_path_factory):
     """240 rows in the contest's test layout: new questions and questions seen in training."""
-    from mathverify.synthetic import generate_rows
+    from mathverify.data.synthetic import generate_rows
 
     chosen = list(generate_rows(200, seed=7)) + list(islice(generate_rows(300, seed=0), 0, 300, 7))[:40]
     path = tmp_path_factory.mktemp("score") / "rows.csv"

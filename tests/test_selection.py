@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 
-from mathverify.selection import best_rows, question_metrics
+from mathverify.evidence.selection import best_rows, question_metrics
 
 # One question, a tie in votes (7 and 8 twice each) and a tie in P(True) between two answers.
 PROBS = [0.9, 0.2, 0.9, 0.4, 0.1]

@@ -1,7 +1,7 @@
 import pytest
 
-from mathverify.labels import LabelError, parse_label
-from mathverify.split import digest_fraction, question_digest, split_by_question
+from mathverify.data.labels import LabelError, parse_label
+from mathverify.data.split import digest_fraction, question_digest, split_by_question
 
 
 @pytest.mark.parametrize("value,expected", [

@@ -8,8 +8,8 @@ import json
 import pytest
 import torch
 
-import mathverify.data
-import mathverify.startup
+import mathverify.data.datamodule
+import mathverify.data.startup
 from mathverify.cli import cli_main
 from test_cli import _fit_args
 
@@ -32,8 +32,8 @@ def test_resume_reads_no_training_file_before_training(tmp_path, tiny_path, monk
     def refuse(*args, **kwargs):
         raise AssertionError("a resumed fit read the training files before training")
 
-    monkeypatch.setattr(mathverify.data, "validation_rows", refuse)
-    monkeypatch.setattr(mathverify.data, "build_index", refuse)
+    monkeypatch.setattr(mathverify.data.datamodule, "validation_rows", refuse)
+    monkeypatch.setattr(mathverify.data.datamodule, "build_index", refuse)
     resumed = torch.load(_fit(tmp_path / "b", "--ckpt_path", "last"), weights_only=True)
     assert resumed["global_step"] == straight["global_step"] == 4
     for key, value in straight["state_dict"].items():  # the same run as without the stop
@@ -54,14 +54,14 @@ def _refuse_passes(monkeypatch) -> None:
     def refuse(*args, **kwargs):
         raise AssertionError("a fresh fit read the training files although its start-up state was cached")
 
-    monkeypatch.setattr(mathverify.data, "validation_rows", refuse)
-    monkeypatch.setattr(mathverify.data, "build_index", refuse)
+    monkeypatch.setattr(mathverify.data.datamodule, "validation_rows", refuse)
+    monkeypatch.setattr(mathverify.data.datamodule, "build_index", refuse)
 
 
 def test_a_second_fresh_fit_on_the_same_files_takes_the_cached_state(tmp_path, tiny_path, monkeypatch, capfd):
-    monkeypatch.setattr(mathverify.startup, "_folder", lambda: tmp_path / "cache" / "startup")
+    monkeypatch.setattr(mathverify.data.startup, "_folder", lambda: tmp_path / "cache" / "startup")
     data = tmp_path / "train.jsonl"
-    from mathverify.synthetic import write_rows
+    from mathverify.data.synthetic import write_rows
 
     write_rows(data, 300, seed=0)
     first = torch.load(_fit(tmp_path / "a", "--data.train_files", str(data)), weights_only=True)
@@ -77,8 +77,8 @@ def test_a_second_fresh_fit_on_the_same_files_takes_the_cached_state(tmp_path, t
         assert torch.allclose(second["state_dict"][key], value, atol=1e-6), key
 
     calls = []
-    real = mathverify.data.build_index
-    monkeypatch.setattr(mathverify.data, "build_index", lambda *a, **k: calls.append(1) or real(*a, **k))
+    real = mathverify.data.datamodule.build_index
+    monkeypatch.setattr(mathverify.data.datamodule, "build_index", lambda *a, **k: calls.append(1) or real(*a, **k))
     _fit(tmp_path / "c", "--data.train_files", str(data), "--data.startup_cache", "false")
     assert calls == [1]  # turned off: computed
     with open(data, "a", encoding="utf-8") as handle:  # the file changed: computed again, and saved
@@ -92,12 +92,12 @@ def test_a_second_fresh_fit_on_the_same_files_takes_the_cached_state(tmp_path, t
 
 
 def test_a_damaged_cache_entry_is_computed_again(tmp_path, tiny_path, monkeypatch):
-    monkeypatch.setattr(mathverify.startup, "_folder", lambda: tmp_path / "cache" / "startup")
+    monkeypatch.setattr(mathverify.data.startup, "_folder", lambda: tmp_path / "cache" / "startup")
     _fit(tmp_path / "a")
     for path in (tmp_path / "cache" / "startup").glob("*.startup.json"):
         path.write_text('{"val_rows": [')  # a killed write cannot leave this (atomic), a disk fault can
     calls = []
-    real = mathverify.data.build_index
-    monkeypatch.setattr(mathverify.data, "build_index", lambda *a, **k: calls.append(1) or real(*a, **k))
+    real = mathverify.data.datamodule.build_index
+    monkeypatch.setattr(mathverify.data.datamodule, "build_index", lambda *a, **k: calls.append(1) or real(*a, **k))
     _fit(tmp_path / "b")
     assert calls == [1]

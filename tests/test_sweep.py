@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mathverify.sweep_spec import SweepError, load_spec
+from mathverify.sweep.spec import SweepError, load_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 FIT = {
@@ -206,7 +206,7 @@ def test_sweep_file_errors_name_the_key(tmp_path):
 def test_shipped_sweeps_make_valid_fit_configs(name, monkeypatch, tmp_path, capsys):
     """Each shipped sweep's first and last trial: the fit config + fixed + trial values parse."""
     from mathverify.cli import cli_main
-    from mathverify.sweep_spec import cli_value, nested
+    from mathverify.sweep.spec import cli_value, nested
 
     monkeypatch.chdir(ROOT)
     spec = load_spec(str(ROOT / "configs" / name))

@@ -2,7 +2,7 @@
 
 import torch
 
-from mathverify.swiglu import SiluTimesUp, use_lean_mlp
+from mathverify.model.swiglu import SiluTimesUp, use_lean_mlp
 
 
 def test_silu_times_up_gradients_match_autograd():

@@ -1,4 +1,4 @@
-"""Tests for mathverify.synthetic: the synthetic contest-style data generator."""
+"""Tests for mathverify.data.synthetic: the synthetic contest-style data generator."""
 from __future__ import annotations
 
 import csv
@@ -9,8 +9,8 @@ from collections import Counter
 
 import pytest
 
-from mathverify import synthetic
-from mathverify.synthetic import generate_examples, generate_rows, main, write_rows
+from mathverify.data import synthetic
+from mathverify.data.synthetic import generate_examples, generate_rows, main, write_rows
 
 BOXED = re.compile(r"\\boxed\{([^}]*)\}")
 CODE = re.compile(r"<llm-code>\n(.*)\n</llm-code>\n<llm-code-output>\n(.*)\n</llm-code-output>\n", re.S)

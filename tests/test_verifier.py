@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from mathverify.cli import cli_main
-from mathverify.sources import DataError
+from mathverify.data.sources import DataError
 from mathverify.verifier import Verifier, VerifierError
 
 
@@ -20,7 +20,7 @@ def test_rows(tmp_path_factory):
     have labelled rows in training (both decision-threshold cases)."""
     from itertools import islice
 
-    from mathverify.synthetic import generate_rows
+    from mathverify.data.synthetic import generate_rows
 
     chosen = list(generate_rows(30, seed=5)) + list(islice(generate_rows(300, seed=0), 100, 300, 20))
     rows = [{"ID": str(i), "question": r["question"], "is_correct": "True", "answer": r["answer"],

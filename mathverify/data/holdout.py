@@ -1,6 +1,6 @@
-"""Which training rows become validation rows (split by question, see ``mathverify.split``).
+"""Which training rows become validation rows (split by question, see ``mathverify.data.split``).
 
-For sources read out of order (plain CSV/JSON lines, Parquet: ``mathverify.order``) the choice
+For sources read out of order (plain CSV/JSON lines, Parquet: ``mathverify.data.order``) the choice
 looks at the whole source through a 64-bit key of each row's question digest, never holding rows in memory beyond the chosen ones:
 
 - ``val_size`` a fraction: every question whose digest fraction is below it is a validation
@@ -20,11 +20,11 @@ from typing import Union
 
 import numpy as np
 
+from mathverify.data.order import random_access
+from mathverify.data.sources import Part, iter_rows
+from mathverify.data.split import question_digest, split_by_question
+from mathverify.data.stream import ValidationRule
 from mathverify.errors import SettingsError
-from mathverify.order import random_access
-from mathverify.sources import Part, iter_rows
-from mathverify.split import question_digest, split_by_question
-from mathverify.stream import ValidationRule
 
 SAMPLE_SEED = 0  # fixed: the validation rows must not move with the training seed
 

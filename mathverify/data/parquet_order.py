@@ -18,7 +18,7 @@ from typing import Iterator, Optional
 
 import numpy as np
 
-from mathverify.sources import DataError, Part, _one_line
+from mathverify.data.sources import DataError, Part, _one_line
 
 WINDOW_ROWS = 32_768
 
@@ -151,7 +151,7 @@ class ParquetSource:
     def _part_keys(self, p: int) -> np.ndarray:
         import os
 
-        from mathverify.rowindex import cached_digest_keys
+        from mathverify.data.rowindex import cached_digest_keys
 
         part, handle = self.parts[p], self._file(p)
         stat = os.stat(part.arg)

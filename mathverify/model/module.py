@@ -10,16 +10,16 @@ import torch
 from lightning.pytorch.cli import OptimizerCallable
 from torch import nn
 
-from mathverify import rng
-from mathverify.backbone import LLAMA_PROJECTIONS, load_causal_lm, load_tokenizer
+from mathverify.data.prompt import SEED_TEMPLATE, PromptEncoder
+from mathverify.data.sharding import EpochRows
 from mathverify.errors import SettingsError
-from mathverify.evidence import N_FEATURES, has_labelled_siblings
-from mathverify.heads import ClassifierHead, EvidenceHead, LabelTokenHead
-from mathverify.prefix import computed_tokens, last_hidden_states, shared_prefix_length
-from mathverify.param_groups import parameter_groups
-from mathverify.prompt import SEED_TEMPLATE, PromptEncoder
-from mathverify.sharding import EpochRows
-from mathverify.swiglu import use_lean_mlp
+from mathverify.evidence.index import N_FEATURES, has_labelled_siblings
+from mathverify.model import rng
+from mathverify.model.backbone import LLAMA_PROJECTIONS, load_causal_lm, load_tokenizer
+from mathverify.model.heads import ClassifierHead, EvidenceHead, LabelTokenHead
+from mathverify.model.param_groups import parameter_groups
+from mathverify.model.prefix import computed_tokens, last_hidden_states, shared_prefix_length
+from mathverify.model.swiglu import use_lean_mlp
 
 
 EVAL_VIEWS = {"val": ("val", "val_seen"), "test": ("test",)}  # metric prefix of each row view
@@ -62,10 +62,10 @@ class VerifierModule(pl.LightningModule):
         attn_implementation: transformers attention kernel (``sdpa``, ``eager``, ``flash_attention_2``).
         shared_prefix_min_tokens: when every row of a batch starts with at least this many identical
             tokens (the prompt's instruction text: ~86 tokens with the seed template), run them once
-            for the batch and let each row attend to their keys/values (``mathverify.prefix``): same
+            for the batch and let each row attend to their keys/values (``mathverify.model.prefix``): same
             result, ~20 % fewer tokens through the decoder on contest rows. 0 turns it off.
         evidence: weigh what the other rows of the question say (answer agreement, known labels;
-            ``mathverify.evidence``) with the text: an ``EvidenceHead`` shifts the logits. The one
+            ``mathverify.evidence.index``) with the text: an ``EvidenceHead`` shifts the logits. The one
             switch: linked to ``data.evidence``, stored in checkpoints, used by every command.
         use_text: read the text with the language model (False with ``evidence``: an
             evidence-only model, for ablations; the backbone is then never run).
@@ -153,7 +153,7 @@ class VerifierModule(pl.LightningModule):
                 base.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
         self.model = self._with_lora(base)
         self._flops_per_token = decoder_flops_per_token(self.model.get_base_model().get_decoder())
-        use_lean_mlp(self.model)  # one [B, T, intermediate] activation fewer per layer (mathverify.swiglu)
+        use_lean_mlp(self.model)  # one [B, T, intermediate] activation fewer per layer (mathverify.model.swiglu)
         labels = encoder.labels
         if hp.head == "label_tokens":
             self.head = LabelTokenHead(labels.negative_id, labels.positive_id)
@@ -184,7 +184,7 @@ class VerifierModule(pl.LightningModule):
                 evidence: Optional[torch.Tensor] = None) -> torch.Tensor:
         """input_ids [B, T] right-padded, lengths [B], evidence [B, F] -> logits [B, 2] (wrong, correct).
 
-        No attention mask: with right padding no real token attends to a pad (see ``mathverify.prefix``).
+        No attention mask: with right padding no real token attends to a pad (see ``mathverify.model.prefix``).
         The one P(True) path of validate, test, predict and the submission: softmax of these logits.
         """
         if self.hparams.use_text:

@@ -7,11 +7,11 @@ from typing import Iterable, Optional
 
 import torch
 
-from mathverify.answers import answer_key
-from mathverify.labels import LabelError, parse_label
-from mathverify.prefix import shared_prefix_length
-from mathverify.sources import BAD_ROW, DataError, valid_text
-from mathverify.split import question_digest
+from mathverify.data.labels import LabelError, parse_label
+from mathverify.data.sources import BAD_ROW, DataError, valid_text
+from mathverify.data.split import question_digest
+from mathverify.evidence.answers import answer_key
+from mathverify.model.prefix import shared_prefix_length
 
 TEXT_FIELDS = ("question", "answer", "solution")
 
@@ -141,8 +141,8 @@ def collate_examples(examples: list[dict], pad_id: int) -> dict:
     Each example has ``input_ids`` (list[int]) and optionally ``label``, ``row_index``, ``id``.
     Returns input_ids/attention_mask [B, T], lengths [B], labels [B] (-1 when unlabeled),
     row_index [B], ids (list of str), shared_prefix (int: leading tokens common to all rows,
-    see ``mathverify.prefix``), view [B] (0: unseen questions, 1: the seen validation view) and,
-    when the examples carry it, evidence [B, F] (``mathverify.evidence``).
+    see ``mathverify.model.prefix``), view [B] (0: unseen questions, 1: the seen validation view) and,
+    when the examples carry it, evidence [B, F] (``mathverify.evidence.index``).
     """
     lengths = torch.tensor([len(e["input_ids"]) for e in examples], dtype=torch.long)
     width = int(lengths.max())

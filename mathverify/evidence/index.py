@@ -26,7 +26,7 @@ import random
 from pathlib import Path
 from typing import Iterable, NamedTuple, Optional
 
-from mathverify.equality import all_classes, is_plain_number, is_symbolic, needs_symbolic
+from mathverify.evidence.equality import all_classes, is_plain_number, is_symbolic, needs_symbolic
 
 Counts = dict[str, list[int]]  # answer key -> [votes, labelled correct, labelled incorrect]
 
@@ -45,7 +45,7 @@ FEATURES = (
     "log1p_unlabelled_other",  # ... with another answer
     "no_labels",  # no labelled sibling at all (an unseen question)
     "empty_answer",
-    "other_form",  # the answer meets others (mathverify.equality) but is not its class's most voted spelling
+    "other_form",  # the answer meets others (mathverify.evidence.equality) but is not its class's most voted spelling
     "prose_answer",  # a sentence, not a number or formula (strict graders mark these wrong)
 )
 N_FEATURES = len(FEATURES)
@@ -61,7 +61,7 @@ INDEX_FORMAT = "mathverify-evidence-2"  # 2: left_out rows, equal-answer aliases
 
 
 def by_class(counts: Counts, aliases: Optional[dict[str, str]]) -> Counts:
-    """``counts`` with the keys of one answer class (``mathverify.equality``) added together."""
+    """``counts`` with the keys of one answer class (``mathverify.evidence.equality``) added together."""
     if not aliases:
         return counts
     return merged(*({aliases.get(k, k): c} for k, c in counts.items()))
@@ -135,7 +135,7 @@ class EvidenceIndex:
         self.aliases: dict[str, dict[str, str]] = aliases or {}  # digest -> {key: representative}
 
     def find_equal_answers(self, workers: Optional[int] = None) -> None:
-        """Equal-answer classes of every question (``mathverify.equality``), over all its answers
+        """Equal-answer classes of every question (``mathverify.evidence.equality``), over all its answers
         (``left_out`` ones too: answers, not labels, so nothing leaks into validation)."""
         votes = {}  # only questions math-verify could merge: most hold plain-number answers only
         for digest in set(self.questions) | set(self.left_out):
@@ -346,10 +346,10 @@ def build_index(parts, is_validation, seen_size: float, seen_max_rows: int) -> t
     goes back to training). Unreadable rows are left to the training stream to count. Returns
     (index, held-out rows).
     """
-    from mathverify.answers import answer_key
-    from mathverify.examples import clean_row
-    from mathverify.sources import iter_rows
-    from mathverify.split import digest_fraction, question_digest
+    from mathverify.data.examples import clean_row
+    from mathverify.data.sources import iter_rows
+    from mathverify.data.split import digest_fraction, question_digest
+    from mathverify.evidence.answers import answer_key
 
     index, held = EvidenceIndex(), []
     for name, number, raw in iter_rows(parts):

@@ -29,8 +29,8 @@ from typing import Optional
 
 import torch
 
-from mathverify.evidence import EvidenceIndex, HeldOutRow
-from mathverify.stream import ValidationRule
+from mathverify.data.stream import ValidationRule
+from mathverify.evidence.index import EvidenceIndex, HeldOutRow
 
 KEEP = 8
 SETTINGS = ("val_size", "val_scan_rows", "val_seen_size", "val_seen_max_rows", "evidence")
@@ -41,8 +41,9 @@ def _code_digest() -> str:
     """A digest of this package's source: another version computes another state."""
     if not _CODE:
         digest = hashlib.sha1()
-        for path in sorted(Path(__file__).parent.glob("*.py")):
-            digest.update(path.name.encode() + path.read_bytes())
+        package = Path(__file__).resolve().parents[1]  # mathverify/
+        for path in sorted(package.rglob("*.py")):
+            digest.update(str(path.relative_to(package)).encode() + path.read_bytes())
         _CODE.append(digest.hexdigest())
     return _CODE[0]
 
@@ -52,7 +53,7 @@ def _identity(part) -> list:
         stat = os.stat(part.arg)
         return [part.kind, os.path.abspath(part.arg), stat.st_size, stat.st_mtime_ns]
     if part.kind in ("hub", "arrow"):
-        from mathverify.sources import arrow_dataset
+        from mathverify.data.sources import arrow_dataset
 
         data = arrow_dataset(part)
         return [part.kind, data._fingerprint, len(data), [f["filename"] for f in data.cache_files]]
@@ -61,7 +62,7 @@ def _identity(part) -> list:
 
 def startup_key(hparams) -> str:
     """What the start-up state is computed from, as one digest."""
-    from mathverify.sources import resolve_parts
+    from mathverify.data.sources import resolve_parts
 
     files = {name: [_identity(p) for p in resolve_parts(hparams[name])] if hparams[name] else None
              for name in ("train_files", "val_files")}
@@ -71,7 +72,7 @@ def startup_key(hparams) -> str:
 
 
 def _folder() -> Path:
-    from mathverify.backbone import cache_root
+    from mathverify.model.backbone import cache_root
 
     return cache_root() / "startup"
 
@@ -122,7 +123,7 @@ def broadcast_from_rank_zero(strategy, compute):
     if error is not None:
         raise error
     if message[1] is not None:
-        from mathverify.sources import DataError
+        from mathverify.data.sources import DataError
 
         raise DataError(f"rank 0 failed at start-up: {message[1]}")
     return message[0]

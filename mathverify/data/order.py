@@ -22,8 +22,8 @@ from typing import Iterator
 
 import numpy as np
 
-from mathverify.rowindex import RowReader, seekable, text_index
-from mathverify.sources import DataError, Part, arrow_dataset, iter_rows
+from mathverify.data.rowindex import RowReader, seekable, text_index
+from mathverify.data.sources import DataError, Part, arrow_dataset, iter_rows
 
 SHUFFLED, FILE = "shuffled", "file"
 ARROW_KINDS = ("hub", "arrow")
@@ -92,7 +92,7 @@ class ArrowSource(IndexedSource):
         self.total = int(self.bounds[-1])
 
     def digest_keys(self) -> np.ndarray:
-        from mathverify.rowindex import cached_digest_keys
+        from mathverify.data.rowindex import cached_digest_keys
 
         def keys(data):
             def questions():
@@ -124,7 +124,7 @@ def random_access(parts: list[Part]):
     if parts and all(seekable(p) for p in parts):
         return TextSource(parts)
     if parts and all(p.kind == "parquet" for p in parts):
-        from mathverify.parquet_order import ParquetSource
+        from mathverify.data.parquet_order import ParquetSource
 
         return ParquetSource(parts)
     if parts and all(p.kind in ARROW_KINDS for p in parts):

@@ -13,7 +13,7 @@ are equal only when their keys are (no float tolerance: ``0.333`` != ``1/3``). P
 sentence, and whether such an answer counts as right is the labeller's call, not ours.
 
 The result is an alias map ``{key: representative}`` (only keys that meet another; the
-representative is the class's most voted key): ``mathverify.evidence`` counts a class's votes and
+representative is the class's most voted key): ``mathverify.evidence.index`` counts a class's votes and
 labels together. ``question_classes`` runs in worker processes for many questions (math-verify's
 timeouts use ``signal.alarm``, which only the main thread of a process may set).
 """

@@ -51,7 +51,7 @@ class ClassifierHead(nn.Module):
 
 
 class EvidenceHead(nn.Module):
-    """Adds what the other rows of the question say (``mathverify.evidence`` features) to the logits.
+    """Adds what the other rows of the question say (``mathverify.evidence.index`` features) to the logits.
 
     A small MLP maps the evidence vector [B, F] to a log-odds shift d [B]; the two logits become
     (wrong - d/2, correct + d/2), so P(True) = sigmoid(text margin + d). The last layer starts at

@@ -48,7 +48,7 @@ def resolve_backbone(name: str) -> str:
     """Return a loadable name or folder: the tiny backbone's cache folder (built if missing)."""
     if name != TINY:
         return name
-    from mathverify.synthetic import generate_rows
+    from mathverify.data.synthetic import generate_rows
 
     # The tokenizer is trained on synthetic rows: a change to the generator is a new backbone.
     sample = list(generate_rows(5, seed=12345))
@@ -83,8 +83,8 @@ def build_tiny_backbone(folder: Path) -> None:
     """Train the tokenizer on synthetic rows, initialise a small Llama, save both atomically."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from mathverify.prompt import SEED_TEMPLATE
-    from mathverify.synthetic import generate_rows
+    from mathverify.data.prompt import SEED_TEMPLATE
+    from mathverify.data.synthetic import generate_rows
 
     spec = TINY_SPEC
     texts = [

@@ -14,7 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from mathverify.sweep_spec import SweepSpec, cli_value
+from mathverify.sweep.spec import SweepSpec, cli_value
 
 STATE_ORDER = {"COMPLETE": 0, "PRUNED": 1, "RUNNING": 2, "WAITING": 3, "FAIL": 4}
 

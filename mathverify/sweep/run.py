@@ -33,7 +33,7 @@ from typing import Optional
 
 import yaml
 
-from mathverify.sweep_spec import SweepError, SweepSpec, cli_value, load_spec, nested
+from mathverify.sweep.spec import SweepError, SweepSpec, cli_value, load_spec, nested
 
 POLL_S = 5.0  # how often an idle worker looks for re-queued or remaining trials
 PRUNING = "callbacks.sweep_pruning.SweepPruning"
@@ -56,7 +56,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     except SweepError as err:
         print(f"mathverify: error: {err}", file=sys.stderr)
         return 1
-    from mathverify.sweep_report import report
+    from mathverify.sweep.report import report
 
     if not args.report:
         if finished(study, spec):

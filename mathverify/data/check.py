@@ -20,8 +20,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Optional
 
-from mathverify.examples import clean_row, row_error
-from mathverify.split import question_digest
+from mathverify.data.examples import clean_row, row_error
+from mathverify.data.split import question_digest
 
 RESERVOIR = 20_000  # token lengths kept for percentiles: p99 within a fraction of a percent
 CHUNK = 256  # rows tokenized together (the tokenizer is much faster in batches)
@@ -46,7 +46,7 @@ class Report:
 
 def check(files, encoder, rows: Optional[int] = None, seed: int = 0) -> Report:
     """Stream ``files`` (any spec ``resolve_parts`` takes) and fill a :class:`Report`."""
-    from mathverify.sources import iter_rows, resolve_parts
+    from mathverify.data.sources import iter_rows, resolve_parts
 
     report, chunk, rng = Report(), [], random.Random(seed)
     for name, number, raw in iter_rows(resolve_parts(files)):
@@ -134,8 +134,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[list[str]] = None) -> int:
     """Entry point of ``mathverify check-data``; returns the exit code (1 on unreadable input)."""
-    from mathverify.backbone import load_tokenizer
-    from mathverify.prompt import SEED_TEMPLATE, PromptEncoder
+    from mathverify.data.prompt import SEED_TEMPLATE, PromptEncoder
+    from mathverify.model.backbone import load_tokenizer
 
     args = _parser().parse_args(argv)
     if min(args.batch_size, args.accumulate, args.devices) < 1 or (args.rows is not None and args.rows < 1):

@@ -13,7 +13,7 @@ Spec strings:
   a glob (``data/train-*.parquet``) or a folder (its data files, sorted);
 - a folder written by ``datasets``' ``save_to_disk`` (a ``DatasetDict`` folder takes ``FOLDER:split``,
   default ``train``);
-- ``synthetic:ROWS`` or ``synthetic:ROWS:SEED`` (the built-in generator, see ``mathverify.synthetic``);
+- ``synthetic:ROWS`` or ``synthetic:ROWS:SEED`` (the built-in generator, see ``mathverify.data.synthetic``);
 - ``synthetic-test:ROWS:SEED``: the same rows in the contest's test layout (ID, placeholder labels);
 - anything else is a Hugging Face hub dataset name, optionally ``name:split`` (default ``train``).
 """
@@ -315,7 +315,7 @@ def open_part(part: Part):
 
 
 def _synthetic_rows(rows: int, seed: int, test: bool):
-    from mathverify.synthetic import generate_rows
+    from mathverify.data.synthetic import generate_rows
 
     for index, row in enumerate(generate_rows(rows, seed=seed)):
         if test:

@@ -25,8 +25,8 @@ from typing import Callable, Iterator, Optional
 
 import numpy as np
 
-from mathverify.sources import _COMPRESSED, BAD_ROW, FIELD_LIMIT, DataError, Part, _is_json_array, parse_csv, parse_json
-from mathverify.split import question_digest
+from mathverify.data.sources import _COMPRESSED, BAD_ROW, FIELD_LIMIT, DataError, Part, _is_json_array, parse_csv, parse_json
+from mathverify.data.split import question_digest
 
 CHECKPOINT = 256  # rows between line-number checkpoints
 _BOM = b"\xef\xbb\xbf"
@@ -79,7 +79,7 @@ def text_index(part: Part) -> TextIndex:
 
 
 def _saved_path(key: tuple) -> Path:
-    from mathverify.backbone import cache_root
+    from mathverify.model.backbone import cache_root
 
     name = hashlib.sha1(repr((key, _FORMAT)).encode("utf-8", "surrogatepass")).hexdigest()
     return cache_root() / "row-index" / f"{name}.npz"
@@ -120,7 +120,7 @@ def cached_digest_keys(identity: tuple, rows: int, question_batches: Callable[[]
     size and modification time; a dataset's fingerprint). 7.6 s per million rows to compute, a
     fraction of a second to load."""
     from mathverify.atomic import atomic_file
-    from mathverify.backbone import cache_root
+    from mathverify.model.backbone import cache_root
 
     name = hashlib.sha1(repr((identity, _FORMAT)).encode("utf-8", "surrogatepass")).hexdigest()
     saved = cache_root() / "question-keys" / f"{name}.npy"

@@ -8,7 +8,7 @@ solutions share the true answer; wrong ones scatter, except that 30 % of questio
 mistake which 40 % of their wrong solutions repeat (the same wrong answer). For 6,000 rows with
 seed 0, P(correct) is 0.11 / 0.37 / 0.65 / 0.76 / 0.90 when 0 / 1 / 2 / 3 / 4+ other solutions
 of the question reached the same answer; the rule "correct iff another solution agrees" scores
-0.74 against 0.61 for "always False" (``mathverify.evidence`` uses this signal).
+0.74 against 0.61 for "always False" (``mathverify.evidence.index`` uses this signal).
 
 About 40 % of rows are correct. Before forced styles, solutions are ~70 % prose with
 LaTeX-ish steps and ~30 % "Let's solve this problem using Python code." with ``<llm-code>`` /
@@ -384,7 +384,7 @@ def write_rows(path: str | Path, n: int, seed: int = 0, *, test: bool = False) -
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m mathverify.synthetic", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m mathverify.data.synthetic", description=__doc__.split("\n")[0])
     parser.add_argument("out", help="output file: .csv, .jsonl or .parquet")
     parser.add_argument("--rows", type=int, default=1000, help="number of rows (default 1000)")
     parser.add_argument("--seed", type=int, default=0)

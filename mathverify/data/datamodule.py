@@ -14,16 +14,16 @@ import lightning.pytorch as pl
 import torch
 from torch.utils.data import DataLoader
 
-from mathverify.backbone import load_tokenizer
-from mathverify.evidence import EvidenceIndex, TrainingEvidence, attach_evidence, build_index
+from mathverify.data.examples import checked_examples, clean_row, collate_examples
+from mathverify.data.holdout import validation_rows
+from mathverify.data.prompt import SEED_TEMPLATE, PromptEncoder
+from mathverify.data.sharding import eval_sampler, rank_of
+from mathverify.data.sources import DataError, arrow_dataset, iter_rows, resolve_parts
+from mathverify.data.startup import StartupMixin
+from mathverify.data.stream import StreamPosition, TrainStream, ValidationRule
 from mathverify.errors import SettingsError
-from mathverify.examples import checked_examples, clean_row, collate_examples
-from mathverify.holdout import validation_rows
-from mathverify.prompt import SEED_TEMPLATE, PromptEncoder
-from mathverify.sharding import eval_sampler, rank_of
-from mathverify.sources import DataError, arrow_dataset, iter_rows, resolve_parts
-from mathverify.startup import StartupMixin
-from mathverify.stream import StreamPosition, TrainStream, ValidationRule
+from mathverify.evidence.index import EvidenceIndex, TrainingEvidence, attach_evidence, build_index
+from mathverify.model.backbone import load_tokenizer
 
 RoundPlan = Callable[[int], tuple[int, Optional[int]]]  # epoch -> (micro-batches, micro-batch size or None)
 
@@ -71,7 +71,7 @@ class VerifyDataModule(StartupMixin, pl.LightningDataModule):
             unreadable (a wrong file rather than a few bad rows); 1.0 turns the cap off.
         min_rows_for_bad_cap: rows to read before the cap applies (the first buffer can be noisy).
         evidence: give every row the evidence of the other rows of its question (answer agreement,
-            known labels; ``mathverify.evidence``); linked from ``model.evidence``.
+            known labels; ``mathverify.evidence.index``); linked from ``model.evidence``.
         val_seen_size: share of training rows held out (by a hash of their text) as the second
             validation view, ``val_seen/*``: rows whose question also has training rows; 0 = off.
         val_seen_max_rows: at most this many rows in that view.
@@ -81,7 +81,7 @@ class VerifyDataModule(StartupMixin, pl.LightningDataModule):
             with a random rate (labelled and unlabelled siblings side by side, as in a seen test set).
         startup_cache: a fresh fit takes its start-up state (validation split, seen view, evidence
             index) from ``$MATHVERIFY_CACHE/startup`` when an earlier fresh start on the same files
-            with the same settings saved it, and saves it otherwise (``mathverify.startup``).
+            with the same settings saved it, and saves it otherwise (``mathverify.data.startup``).
         backbone: tokenizer source; linked from ``model.backbone``.
         prompt_template: linked from the model.
         positive_label: linked from the model.
@@ -169,7 +169,7 @@ class VerifyDataModule(StartupMixin, pl.LightningDataModule):
             self.encoder = PromptEncoder(tokenizer, hp.prompt_template, hp.positive_label, hp.negative_label, hp.max_length)
             self.pad_id = tokenizer.pad_token_id
         if stage == "fit" and self._startup is None and self.val_examples is None and hp.train_files:
-            self._fresh_startup()  # the cache or rank 0, else computed here (mathverify.startup)
+            self._fresh_startup()  # the cache or rank 0, else computed here (mathverify.data.startup)
         if stage == "fit" and self._startup is not None and self.val_examples is None:
             self._restore_startup(self._startup)
         if stage in ("fit", "validate") and self.val_examples is None:
@@ -293,7 +293,7 @@ class VerifyDataModule(StartupMixin, pl.LightningDataModule):
         # in batch 1. Every example keeps its row_index, so the submission writer restores file
         # order, and the metrics do not depend on it.
         examples = sorted(examples, key=lambda e: len(e["input_ids"]), reverse=True)
-        # Under DDP each rank takes its own rows, none repeated (see mathverify/sharding.py).
+        # Under DDP each rank takes its own rows, none repeated (see mathverify/data/sharding.py).
         rank, world_size = rank_of(self.trainer)
         sampler = eval_sampler(examples, rank, world_size)
         return DataLoader(examples, batch_size=self.hparams.eval_batch_size, shuffle=False, sampler=sampler,

@@ -1,6 +1,6 @@
 """The training stream: endless, sharded by rank, shuffled in a buffer, exactly resumable.
 
-Rows flow source (in the rank's reading order, see ``mathverify.order``: a seeded permutation of
+Rows flow source (in the rank's reading order, see ``mathverify.data.order``: a seeded permutation of
 the whole source per pass where the files allow it) -> (rank's share, not validation, readable) ->
 buffer of ``buffer_size`` rows -> tokenized together -> (optionally) sorted by length and cut into
 micro-batches -> batches in a seeded random order. Its position is a few integers
@@ -18,12 +18,12 @@ from typing import Iterator, Optional
 
 import torch
 
-from mathverify.answers import answer_key
-from mathverify.evidence import row_key
-from mathverify.examples import clean_row, collate_examples
-from mathverify.order import FILE, ReadOrder
-from mathverify.sources import DataError, Part
-from mathverify.split import digest_fraction, question_digest
+from mathverify.data.examples import clean_row, collate_examples
+from mathverify.data.order import FILE, ReadOrder
+from mathverify.data.sources import DataError, Part
+from mathverify.data.split import digest_fraction, question_digest
+from mathverify.evidence.answers import answer_key
+from mathverify.evidence.index import row_key
 
 
 @dataclass

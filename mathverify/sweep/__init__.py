@@ -1,0 +1,1 @@
+"""Hyper-parameter sweeps with Optuna: the spec, the runs, the report (``mathverify sweep``)."""
