@@ -7,7 +7,8 @@ answer). The evidence index holds every labelled training row's question and ans
 head can be fitted to all of them, under the training augmentation (hidden labels, thinned
 siblings), in full-batch steps that cost milliseconds. The text model then trains on top of it
 as before. Skipped on resume (the head's weights come from the checkpoint) and without evidence.
-Every rank computes the same fit (same rows, same seed).
+Under DDP rank 0 fits the head and sends its weights to the other ranks (the table of a million
+training rows takes tens of seconds to build: once, not once per rank).
 """
 
 from __future__ import annotations
@@ -45,22 +46,37 @@ class EvidenceWarmStart(Callback):
             return
         if "FSDP" in type(trainer.strategy).__name__:  # sharded parameters: leave the head to the steps
             return
-        from mathverify.evidence.index import training_table
 
-        table, labels = training_table(shown, self.max_rows, self.draws, trainer.datamodule.hparams.seed)
-        if not table:
-            return
-        device = next(head.parameters()).device
-        x = torch.tensor(table, dtype=torch.float32, device=device)  # [N, F]
-        y = torch.tensor(labels, dtype=torch.long, device=device)  # [N]
-        optimizer = torch.optim.Adam(head.parameters(), lr=self.lr)
-        zeros = torch.zeros(len(y), 2, device=device)  # the text's logits are not known yet: 0
-        with torch.enable_grad():
-            for _ in range(self.steps):
-                optimizer.zero_grad(set_to_none=True)
-                loss = torch.nn.functional.cross_entropy(head(zeros, x), y)
-                loss.backward()
-                optimizer.step()
-        if trainer.is_global_zero:
-            print(f"mathverify: evidence head fitted to {len(labels) // self.draws} training rows x {self.draws} "
-                  f"draws, loss {loss.item():.4f}", file=sys.stderr)
+        def fit():
+            from mathverify.evidence.index import training_table
+
+            table, labels = training_table(shown, self.max_rows, self.draws, trainer.datamodule.hparams.seed)
+            if not table:
+                return None
+            device = next(head.parameters()).device
+            x = torch.tensor(table, dtype=torch.float32, device=device)  # [N, F]
+            y = torch.tensor(labels, dtype=torch.long, device=device)  # [N]
+            optimizer = torch.optim.Adam(head.parameters(), lr=self.lr)
+            zeros = torch.zeros(len(y), 2, device=device)  # the text's logits are not known yet: 0
+            with torch.enable_grad():
+                for _ in range(self.steps):
+                    optimizer.zero_grad(set_to_none=True)
+                    loss = torch.nn.functional.cross_entropy(head(zeros, x), y)
+                    loss.backward()
+                    optimizer.step()
+            weights = {k: v.detach().cpu() for k, v in head.state_dict().items()}
+            return weights, len(labels) // self.draws, loss.item()
+
+        ranks = getattr(trainer, "world_size", 1)
+        if ranks > 1:
+            from mathverify.data.startup import broadcast_from_rank_zero
+
+            result = broadcast_from_rank_zero(trainer.strategy, fit)
+            if result is not None and not trainer.is_global_zero:
+                head.load_state_dict(result[0])  # rank 0's fit, to the bit
+        else:
+            result = fit()
+        if result is not None and getattr(trainer, "is_global_zero", True):
+            sent = f", sent to {ranks - 1} other rank(s)" if ranks > 1 else ""
+            print(f"mathverify: evidence head fitted to {result[1]} training rows x {self.draws} "
+                  f"draws, loss {result[2]:.4f}{sent}", file=sys.stderr)

@@ -35,6 +35,7 @@ QUIET = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summa
 # Evidence of other solutions (one variant): the index rides in the checkpoint; fit also validates
 # a "seen" view of held-out training rows (row_index from 33 on), which validate does not have.
 EVIDENCE = ["--model.evidence", "true", "--data.val_seen_size", "0.2", "--data.val_seen_max_rows", "20",
+            "--trainer.callbacks+=callbacks.evidence_warm_start.EvidenceWarmStart",
             "--trainer.callbacks+=callbacks.selection.SelectionMetrics"]
 
 
@@ -112,6 +113,8 @@ def _fit(cwd: Path, quantization: str, *extra: str) -> Path:
     )
     # the start-up passes ran once, on rank 0; rank 1 received their result (mathverify.data.startup)
     assert stderr.count("training rows of") == 1 and stderr.count("taken from rank 0") == 1, stderr[-3000:]
+    if "--model.evidence" in extra:  # the head's warm start too: fitted on rank 0, its weights sent
+        assert stderr.count("evidence head fitted") == 1 and "sent to 1 other rank(s)" in stderr, stderr[-3000:]
     assert [p.name for p in (cwd / "logs" / "ddp").iterdir()] == ["version_0"]  # both ranks chose one folder
     return cwd / "logs" / "ddp" / "version_0" / "checkpoints" / "last.ckpt"
 
