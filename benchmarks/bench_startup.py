@@ -4,9 +4,12 @@ CSV or Parquet file.
 The demo config (evidence on) with two rounds of one step, stopped after round 1
 (``stop_after_each_round``), then resumed with ``--ckpt_path last``, then a fresh start of another
 run on the same files (what a re-run or a sweep's next trial pays; with the start-up cache it
-reads no training file before training): each command's wall time is almost all start-up
+reads no training file before training), and that once more without ``EvidenceWarmStart`` (what
+the data work alone costs): each command's wall time is almost all start-up
 (reading the training files: the validation split, the evidence index pass, the row index), since
-a step of the tiny model takes milliseconds. ``--code`` runs another checkout of mathverify (e.g.
+a step of the tiny model takes milliseconds. The runs share the user's cache folder (tiny
+backbone, row index, question keys) but start with an empty start-up cache (``mathverify.data.startup``),
+so the first fresh start computes its state. ``--code`` runs another checkout of mathverify (e.g.
 an older commit) on the same files, for a before/after.
 
     python benchmarks/bench_startup.py --rows 1000000 --format csv
@@ -74,7 +77,19 @@ def main(argv=None) -> int:
         return [sys.executable, "-m", "mathverify", "fit", "--config", str(config), "--logs_dir", str(logs),
                 "--run_name", run, "--data.train_files", str(data), "--trainer.enable_progress_bar", "false"]
 
-    env = {**os.environ, "PYTHONPATH": args.code}
+    # The user's cache (tiny backbone, row index, question keys: warm for every checkout alike), but
+    # an empty start-up cache: the first fresh start computes its state, the second may take it.
+    user_cache = Path(os.environ.get("MATHVERIFY_CACHE", Path.home() / ".cache" / "mathverify"))
+    cache = work / f"cache-{Path(args.code).name}-{args.format}"
+    if cache.exists():
+        import shutil
+
+        shutil.rmtree(cache)
+    cache.mkdir()
+    for entry in user_cache.iterdir() if user_cache.is_dir() else []:
+        if entry.name != "startup":
+            (cache / entry.name).symlink_to(entry)
+    env = {**os.environ, "PYTHONPATH": args.code, "MATHVERIFY_CACHE": str(cache)}
     results = {}
     if logs.exists():
         import shutil
