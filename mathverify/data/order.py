@@ -22,7 +22,7 @@ from typing import Iterator
 
 import numpy as np
 
-from mathverify.data.rowindex import RowReader, seekable, text_index
+from mathverify.data.rowindex import RowReader, cached_digest_keys, seekable, text_index
 from mathverify.data.sources import DataError, Part, arrow_dataset, iter_rows
 
 SHUFFLED, FILE = "shuffled", "file"
@@ -78,7 +78,6 @@ class TextSource(IndexedSource):
             reader.close()
 
 
-
 class ArrowSource(IndexedSource):
     """Every row of hub / ``save_to_disk`` parts by global row index: memory-mapped Arrow tables,
     gathered ``GATHER`` rows at a time (one Arrow ``take`` per part and block, not a row per call)."""
@@ -92,8 +91,6 @@ class ArrowSource(IndexedSource):
         self.total = int(self.bounds[-1])
 
     def digest_keys(self) -> np.ndarray:
-        from mathverify.data.rowindex import cached_digest_keys
-
         def keys(data):
             def questions():
                 for batch in data.select_columns(["question"]).iter(batch_size=32_768):
