@@ -18,7 +18,6 @@ import csv
 import hashlib
 import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Optional
@@ -78,11 +77,12 @@ def text_index(part: Part) -> TextIndex:
     return _CACHE[key]
 
 
-def _saved_path(key: tuple) -> Path:
+def _saved_path(key: tuple, folder: str = "row-index", suffix: str = ".npz") -> Path:
+    """The cache file of ``key`` (a file's or dataset's identity) in ``$MATHVERIFY_CACHE/folder``."""
     from mathverify.model.backbone import cache_root
 
     name = hashlib.sha1(repr((key, _FORMAT)).encode("utf-8", "surrogatepass")).hexdigest()
-    return cache_root() / "row-index" / f"{name}.npz"
+    return cache_root() / folder / f"{name}{suffix}"
 
 
 def _load(path: Path, part: Part) -> Optional[TextIndex]:
@@ -95,17 +95,15 @@ def _load(path: Path, part: Part) -> Optional[TextIndex]:
 
 
 def _save(path: Path, index: TextIndex) -> TextIndex:
-    tmp = None
+    from mathverify.atomic import atomic_file
+
     try:  # a cache only: a read-only or full disk costs a rebuild next time, nothing else
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".index.", suffix=".tmp", dir=path.parent)
-        with os.fdopen(fd, "wb") as handle:
+        with atomic_file(path, "wb") as handle:
             np.savez(handle, kind=np.array(index.kind), header=np.array(index.header, dtype=str),
                      offsets=index.offsets, lines=index.lines, digest_keys=index.digest_keys)
-        os.replace(tmp, path)
     except OSError:
-        if tmp and os.path.exists(tmp):
-            os.unlink(tmp)
+        pass
     return index
 
 
@@ -120,10 +118,8 @@ def cached_digest_keys(identity: tuple, rows: int, question_batches: Callable[[]
     size and modification time; a dataset's fingerprint). 7.6 s per million rows to compute, a
     fraction of a second to load."""
     from mathverify.atomic import atomic_file
-    from mathverify.model.backbone import cache_root
 
-    name = hashlib.sha1(repr((identity, _FORMAT)).encode("utf-8", "surrogatepass")).hexdigest()
-    saved = cache_root() / "question-keys" / f"{name}.npy"
+    saved = _saved_path(identity, "question-keys", ".npy")
     try:
         keys = np.load(saved)
         if len(keys) == rows:

@@ -83,8 +83,9 @@ def _resolve_one(spec: str) -> list[Part]:
     base, _, split = spec.rpartition(":")
     if base and _saved_layout(Path(base).expanduser()) == "dict":
         return [_arrow_part(spec, Path(base).expanduser(), split)]
-    if _saved_layout(path):
-        return [_arrow_part(spec, path, "train" if _saved_layout(path) == "dict" else "")]
+    layout = _saved_layout(path)
+    if layout:
+        return [_arrow_part(spec, path, "train" if layout == "dict" else "")]
     if path.is_dir():
         files = sorted(str(p) for p in path.rglob("*") if p.is_file() and data_format(str(p)))
         if not files:
