@@ -58,13 +58,12 @@ class EvidenceWarmStart(Callback):
                 return None
             device = next(head.parameters()).device
             x = torch.tensor(table, dtype=torch.float32, device=device)  # [N, F]
-            y = torch.tensor(labels, dtype=torch.long, device=device)  # [N]
+            y = torch.tensor(labels, dtype=torch.float32, device=device)  # [N]
             optimizer = torch.optim.Adam(head.parameters(), lr=self.lr)
-            zeros = torch.zeros(len(y), 2, device=device)  # the text's logits are not known yet: 0
-            with torch.enable_grad():
+            with torch.enable_grad():  # P = sigmoid(d): the text's margin is not known yet, 0
                 for _ in range(self.steps):
                     optimizer.zero_grad(set_to_none=True)
-                    loss = torch.nn.functional.cross_entropy(head(zeros, x), y)
+                    loss = torch.nn.functional.binary_cross_entropy_with_logits(head(x), y)
                     loss.backward()
                     optimizer.step()
             weights = {k: v.detach().cpu() for k, v in head.state_dict().items()}

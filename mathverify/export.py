@@ -85,6 +85,8 @@ def export_checkpoint(ckpt_path: str, output: str, merged: bool = False, overwri
             "evidence": evidence,
             "base_model": resolve_backbone(hp.backbone), "head": hp.head, "threshold": float(module.threshold),
             "threshold_seen": float(module.threshold_seen),
+            "combination": {"weights": module.combination.as_list(), "rows": ["unseen", "seen"],
+                            "columns": ["text margin", "evidence shift", "bias"]},
             "module": _json_settings(hp),  # mathverify.Verifier.load rebuilds the module from these
             "prompt_template": hp.prompt_template, "max_length": hp.max_length,
             "label_words": {"positive": hp.positive_label, "negative": hp.negative_label},
@@ -92,8 +94,10 @@ def export_checkpoint(ckpt_path: str, output: str, merged: bool = False, overwri
             "cue_token_ids": list(encoder.labels.cue_ids), "bos_token_id": tokenizer.bos_token_id,
             "input_ids": "[bos] + tokens(template before {solution}) + tokens(solution) + cue_token_ids; "
                          "longer than max_length: cut the middle of the solution tokens",
-            "p_true": "softmax(logits[last, [negative, positive]])[1]; predicted True when p_true > threshold "
-                      "(threshold_seen where the row's question has labelled rows in the evidence index)",
+            "p_true": "sigmoid(a m + b d + c): m = logits[last, positive] - logits[last, negative], d the "
+                      "evidence shift (0 without evidence), (a, b, c) the combination row of the row's case "
+                      "(seen where its question has labelled rows in the evidence index); predicted True when "
+                      "p_true > threshold (threshold_seen in the seen case)",
         }
         (tmp / "mathverify.json").write_text(json.dumps(meta, indent=2))
         if merged:
@@ -117,8 +121,8 @@ def _write_evidence(folder: Path, module, index_json: str | None) -> dict:
     save_file({k: v.contiguous() for k, v in module.evidence_head.state_dict().items()},
               folder / "evidence_head.safetensors")
     return {"index": "evidence_index.json.gz", "head": "evidence_head.safetensors", "features": list(FEATURES),
-            "logits": "logits + [-d/2, d/2], d = net(features) (mathverify.model.heads.EvidenceHead); "
-                      "features: mathverify.evidence.index.features, leave-one-out, index + the scored file's own answers"}
+            "logits": "d = net(features) (mathverify.model.heads.EvidenceHead), combined with the text margin "
+                      "m per case: see 'combination'; features: mathverify.evidence.index.features, leave-one-out, index + the scored file's own answers"}
 
 
 def _write_merged(folder: Path, base_name: str, hp) -> None:

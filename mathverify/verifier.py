@@ -125,6 +125,8 @@ class Verifier:
             module.evidence_head.load_state_dict(load_file(folder / evidence["head"], device=str(device)))
             index = EvidenceIndex.load(folder / evidence["index"])  # written complete by export
         module.threshold, module.threshold_seen = float(meta["threshold"]), float(meta["threshold_seen"])
+        if "combination" in meta:  # exports before it: the identity (m + d), as they were trained
+            module.combination.load_list(meta["combination"]["weights"])
         return cls._assemble(module, index, batch_size or BATCH_SIZE, str(folder))
 
     @classmethod

@@ -76,13 +76,16 @@ def write_csv(tmp_path):
 
 @pytest.fixture(scope="session")
 def evidence_run(tmp_path_factory, tiny_path):
-    """A short fit of the tiny Llama with evidence and both decision thresholds (the verifier,
+    """A short fit of the tiny Llama with evidence, a fitted combination and both decision thresholds (the verifier,
     reward and score tests use it): (logs dir, its last checkpoint)."""
     from mathverify.cli import cli_main
     from test_cli import _fit_args
 
     logs = tmp_path_factory.mktemp("verifier") / "logs"
     cli_main(_fit_args(logs, "ver", "--model.evidence", "true", "--data.val_seen_size", "0.1",
-                       "--data.val_seen_max_rows", "20", "--trainer.callbacks+=callbacks.threshold.DecisionThreshold",
+                       "--data.val_seen_max_rows", "20",
+                       # min_gain 0: the combination always moves, so the tests see whether every path applies it
+                       "--trainer.callbacks+=callbacks.combination.FitCombination", "--trainer.callbacks.min_rows=1",
+                       "--trainer.callbacks.min_gain=0", "--trainer.callbacks+=callbacks.threshold.DecisionThreshold",
                        rounds="[{steps: 3}]"))
     return logs, logs / "ver" / "version_0" / "checkpoints" / "last.ckpt"

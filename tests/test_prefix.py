@@ -104,8 +104,11 @@ def test_module_forward_in_training_matches_reference(tiny_path, encoder, tokeni
     batch = _batch(encoder, tokenizer)
     causal_lm = module.model.get_base_model()
     expected = module.head(_reference(causal_lm.get_decoder(), batch), causal_lm.get_output_embeddings())
-    logits = module(batch["input_ids"], batch["lengths"], batch["shared_prefix"])
-    torch.testing.assert_close(logits, expected, rtol=1e-5, atol=1e-5)
+    margin, shift = module.margins(batch["input_ids"], batch["lengths"], batch["shared_prefix"])
+    torch.testing.assert_close(margin, expected[:, 1] - expected[:, 0], rtol=1e-5, atol=1e-5)
+    assert not shift.any()  # no evidence head
+    p_true = module(batch["input_ids"], batch["lengths"], batch["shared_prefix"]).softmax(-1)[:, 1]
+    torch.testing.assert_close(p_true, expected.softmax(-1)[:, 1], rtol=1e-5, atol=1e-6)
 
 
 def test_negative_min_shared_is_a_settings_error():

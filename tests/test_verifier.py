@@ -54,6 +54,11 @@ def test_score_matches_predict_from_a_checkpoint_and_an_export(evidence_run, tes
         # predict writes 6 decimals: |rounding| <= 5e-7
         assert torch.allclose(got, expected, atol=1e-6, rtol=0), (source, (got - expected).abs().max())
         assert verifier.index is not None and verifier.index.left_out == {}  # the complete index
+        # the fitted combination rides along: with the identity (m + d) the scores differ
+        weights = verifier.module.combination.as_list()
+        assert weights == torch.load(ckpt, weights_only=True)["combination"] and weights[0] != [1.0, 1.0, 0.0]
+        verifier.module.combination.load_list([[1.0, 1.0, 0.0]] * 2)
+        assert not torch.allclose(torch.tensor(verifier.score(rows), dtype=torch.float64), expected, atol=1e-4, rtol=0)
 
 
 def test_rows_as_pandas_and_datasets_score_the_same(evidence_run, test_rows):

@@ -51,12 +51,13 @@ class ClassifierHead(nn.Module):
 
 
 class EvidenceHead(nn.Module):
-    """Adds what the other rows of the question say (``mathverify.evidence.index`` features) to the logits.
+    """What the other rows of the question say (``mathverify.evidence.index`` features), as log-odds.
 
-    A small MLP maps the evidence vector [B, F] to a log-odds shift d [B]; the two logits become
-    (wrong - d/2, correct + d/2), so P(True) = sigmoid(text margin + d). The last layer starts at
-    zero: before training the evidence changes nothing. Trained with the LoRA weights on the same
-    loss (fp32, saved in checkpoints and exports).
+    A small MLP maps the evidence vector [B, F] to a log-odds shift d [B]; training scores a row
+    with P(True) = sigmoid(text margin + d), prediction with the fitted per-case weights of
+    ``mathverify.model.combination``. The last layer starts at zero: before training the evidence
+    changes nothing. Trained with the LoRA weights on the same loss (fp32, saved in checkpoints
+    and exports).
     """
 
     def __init__(self, n_features: int, hidden: int = 32) -> None:
@@ -65,6 +66,6 @@ class EvidenceHead(nn.Module):
         nn.init.zeros_(self.net[2].weight)
         nn.init.zeros_(self.net[2].bias)
 
-    def forward(self, logits: torch.Tensor, evidence: torch.Tensor) -> torch.Tensor:
-        shift = self.net(evidence.to(self.net[0].weight.dtype)).float().reshape(-1)  # [B]
-        return logits + torch.stack([-shift / 2, shift / 2], dim=-1)
+    def forward(self, evidence: torch.Tensor) -> torch.Tensor:
+        """evidence [B, F] -> shift d [B] (float32)."""
+        return self.net(evidence.to(self.net[0].weight.dtype)).float().reshape(-1)

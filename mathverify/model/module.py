@@ -16,14 +16,17 @@ from mathverify.errors import SettingsError
 from mathverify.evidence.index import N_FEATURES, has_labelled_siblings
 from mathverify.model import rng
 from mathverify.model.backbone import LLAMA_PROJECTIONS, load_causal_lm, load_tokenizer
+from mathverify.model.combination import Combination, as_logits
+from mathverify.model.flops import decoder_flops_per_token
 from mathverify.model.heads import ClassifierHead, EvidenceHead, LabelTokenHead
 from mathverify.model.param_groups import parameter_groups
 from mathverify.model.prefix import computed_tokens, last_hidden_states, shared_prefix_length
+from mathverify.model.settings import check_adapter_keys, check_settings
 from mathverify.model.swiglu import use_lean_mlp
 
 
 EVAL_VIEWS = {"val": ("val", "val_seen"), "test": ("test",)}  # metric prefix of each row view
-EPOCH_KEYS = ("probs", "labels", "view", "row_index", "row_loss", "labelled")  # per-row validation/test outputs
+EPOCH_KEYS = ("margin", "shift", "labels", "view", "row_index", "row_loss", "labelled")  # per-row validation/test outputs
 
 
 def default_optimizer(params):
@@ -107,7 +110,7 @@ class VerifierModule(pl.LightningModule):
         super().__init__()
         if not use_text and not evidence:
             raise SettingsError("use_text false needs evidence true: the model would read nothing")
-        _check_settings(lora_r, lora_alpha, lora_dropout, max_length, threshold, warmup_fraction, class_weights,
+        check_settings(lora_r, lora_alpha, lora_dropout, max_length, threshold, warmup_fraction, class_weights,
                         shared_prefix_min_tokens)
         self.save_hyperparameters(ignore=["optimizer"])
         self.optimizer_factory = optimizer or default_optimizer
@@ -116,6 +119,7 @@ class VerifierModule(pl.LightningModule):
         self.model: Optional[nn.Module] = None  # built in configure_model, so --help stays fast
         self.head: Optional[nn.Module] = None
         self.evidence_head: Optional[nn.Module] = None  # with evidence=True (configure_model)
+        self.combination = Combination()  # text margin + evidence shift per case (fitted on validation rows)
         self._flops_per_token: Optional[int] = None
         self._last_train_batch: Optional[tuple] = None
         self.strict_loading = False  # checkpoints hold only the trainable weights
@@ -184,21 +188,33 @@ class VerifierModule(pl.LightningModule):
                 evidence: Optional[torch.Tensor] = None) -> torch.Tensor:
         """input_ids [B, T] right-padded, lengths [B], evidence [B, F] -> logits [B, 2] (wrong, correct).
 
+        The one P(True) path of test, predict, the submission and the Python API: softmax of these
+        logits, i.e. sigmoid(a m + b d + c) with the row's case's ``combination`` weights.
+        """
+        margin, shift = self.margins(input_ids, lengths, shared_prefix, evidence)
+        labelled = has_labelled_siblings(evidence) if evidence is not None else torch.zeros_like(margin, dtype=torch.bool)
+        return as_logits(self.combination(margin, shift, labelled))
+
+    def margins(self, input_ids: torch.Tensor, lengths: torch.Tensor, shared_prefix: Optional[int] = None,
+                evidence: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The two log-odds of each row: text margin m [B] (logit True - logit False of the label
+        head; 0 without text) and evidence shift d [B] (0 without evidence). Training uses m + d.
+
         No attention mask: with right padding no real token attends to a pad (see ``mathverify.model.prefix``).
-        The one P(True) path of validate, test, predict and the submission: softmax of these logits.
         """
         if self.hparams.use_text:
             causal_lm = self.model.get_base_model()
             min_shared = self.hparams.shared_prefix_min_tokens
             last = last_hidden_states(causal_lm.get_decoder(), input_ids, lengths, min_shared, shared_prefix)  # [B, H]
-            logits = self.head(last, causal_lm.get_output_embeddings())
+            logits = self.head(last, causal_lm.get_output_embeddings())  # [B, 2]
+            margin = logits[:, 1] - logits[:, 0]
         else:
-            logits = torch.zeros(input_ids.shape[0], 2, device=input_ids.device)
-        if self.evidence_head is not None:
-            if evidence is None:
-                raise SettingsError("this model weighs evidence (model.evidence true) but the batch has none")
-            logits = self.evidence_head(logits, evidence.to(logits.device))
-        return logits
+            margin = torch.zeros(input_ids.shape[0], device=input_ids.device)
+        if self.evidence_head is None:
+            return margin, torch.zeros_like(margin)
+        if evidence is None:
+            raise SettingsError("this model weighs evidence (model.evidence true) but the batch has none")
+        return margin, self.evidence_head(evidence.to(margin.device))
 
     def _logits(self, batch: dict) -> torch.Tensor:
         return self(batch["input_ids"], batch["lengths"], batch.get("shared_prefix"), batch.get("evidence"))
@@ -217,7 +233,12 @@ class VerifierModule(pl.LightningModule):
                            torch.tensor(float(self.threshold)))
 
     def _step(self, batch: dict, stage: str) -> dict:
-        logits = self._logits(batch)
+        margin, shift = self.margins(batch["input_ids"], batch["lengths"], batch.get("shared_prefix"), batch.get("evidence"))
+        labelled = self.labelled_rows(batch).to(margin.device)
+        # Train and validate on m + d (what training optimises; the validation loss picks checkpoints);
+        # test scores as predict does, with the fitted combination.
+        z = self.combination(margin, shift, labelled) if stage == "test" else margin + shift  # [B]
+        logits = as_logits(z)
         labels = batch["labels"]
         weight = None
         if self.hparams.class_weights is not None:
@@ -232,8 +253,9 @@ class VerifierModule(pl.LightningModule):
         rows = nn.functional.cross_entropy(logits, labels, weight=weight, reduction="none")
         view = torch.zeros_like(labels) if view is None else view.to(labels.device)
         out = {"loss": rows.mean(), "probs": logits.detach().softmax(-1)[:, 1], "labels": labels,
+               "margin": margin.detach().float(), "shift": shift.detach().float(),
                "view": view, "row_index": batch["row_index"].to(labels.device), "row_loss": rows.detach(),
-               "labelled": self.labelled_rows(batch).long().to(labels.device)}  # long: gathered across ranks
+               "labelled": labelled.long().to(labels.device)}  # long: gathered across ranks
         self.epoch_rows.add(**{k: out[k] for k in EPOCH_KEYS})
         return out
 
@@ -264,12 +286,17 @@ class VerifierModule(pl.LightningModule):
         self.epoch_rows.reset()
 
     def epoch_outputs(self) -> dict:
-        """Every rank's rows of this validation/test epoch: probs, labels, view, row_index [N] (CPU).
+        """Every rank's rows of this validation/test epoch: probs, labels, view, row_index, margin,
+        shift, labelled [N] (CPU).
 
         Gathered across ranks once and shared by the callbacks that need all rows (metrics,
         threshold, best-of-N); every rank must call it (a collective), and gets the same rows.
+        ``probs`` are P(True) as predict gives them, with the current ``combination`` weights (a
+        ``FitCombination`` listed before the other callbacks refits them first).
         """
-        return self.epoch_rows.gathered(self)
+        rows = self.epoch_rows.gathered(self)
+        z = self.combination(rows["margin"], rows["shift"], rows["labelled"].bool())
+        return {**rows, "probs": torch.sigmoid(z)}
 
     def on_validation_epoch_end(self) -> None:
         self._log_view_losses("val")
@@ -358,53 +385,16 @@ class VerifierModule(pl.LightningModule):
         checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in names}
         checkpoint["decision_threshold"] = float(self.threshold)  # tuned on validation, used by predict
         checkpoint["decision_threshold_seen"] = float(self.threshold_seen)
+        checkpoint["combination"] = self.combination.as_list()  # fitted on validation, used by test/predict
         checkpoint["rng"] = rng.capture(self.device)  # every rank's generators (dropout), for exact resumes
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         self.threshold = float(checkpoint.get("decision_threshold", self.threshold))
         self.threshold_seen = float(checkpoint.get("decision_threshold_seen", self.threshold))
+        if "combination" in checkpoint:  # older checkpoints: the identity (m + d), as they were trained
+            self.combination.load_list(checkpoint["combination"])
         if "rng" in checkpoint:
             rank = self.trainer.global_rank if self._trainer is not None else 0
             rng.restore(checkpoint["rng"], rank, self.device)
-        expected = self.trainable_names() if self.model is not None else None
-        if expected is not None:
-            got = set(checkpoint["state_dict"])
-            if got != expected:
-                missing, unexpected = sorted(expected - got)[:3], sorted(got - expected)[:3]
-                raise SettingsError(
-                    "checkpoint does not match this model's adapter (another backbone or LoRA shape?): "
-                    f"missing {missing}, unexpected {unexpected}"
-                )
-
-
-def decoder_flops_per_token(decoder: nn.Module) -> int:
-    """Training FLOPs per token of the decoder's matrices: 4 x frozen + 6 x trainable (in x out each)."""
-    total = 0
-    for module in decoder.modules():
-        if next(module.children(), None) is None and hasattr(module, "in_features") and hasattr(module, "out_features"):
-            trainable = any(p.requires_grad for p in module.parameters(recurse=False))
-            total += (6 if trainable else 4) * module.in_features * module.out_features
-    return total
-
-
-def _check_settings(r, alpha, dropout, max_length, threshold, warmup, class_weights, min_shared) -> None:
-    """One-line errors for impossible values, before any weight is loaded."""
-    problems = []
-    if r < 1:
-        problems.append(f"lora_r must be >= 1, got {r}")
-    if alpha <= 0:
-        problems.append(f"lora_alpha must be > 0, got {alpha}")
-    if not 0 <= dropout < 1:
-        problems.append(f"lora_dropout must be in [0, 1), got {dropout}")
-    if max_length < 64:
-        problems.append(f"max_length must be >= 64, got {max_length}")
-    if not 0 < threshold < 1:
-        problems.append(f"threshold must be in (0, 1), got {threshold}")
-    if not 0 <= warmup < 1:
-        problems.append(f"warmup_fraction must be in [0, 1), got {warmup}")
-    if class_weights is not None and (len(class_weights) != 2 or min(class_weights) <= 0):
-        problems.append(f"class_weights must be two positive numbers, got {class_weights}")
-    if min_shared < 0:
-        problems.append(f"shared_prefix_min_tokens must be >= 0 (0 = off), got {min_shared}")
-    if problems:
-        raise SettingsError("; ".join(problems))
+        if self.model is not None:
+            check_adapter_keys(self.trainable_names(), set(checkpoint["state_dict"]))

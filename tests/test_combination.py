@@ -1,0 +1,121 @@
+"""The per-case combination of text margin and evidence shift: fitted on validation rows, kept in
+checkpoints, used by test/predict, identity where the rows give no reason to move."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from callbacks.combination import FitCombination
+from mathverify.errors import SettingsError
+from mathverify.model.combination import IDENTITY, Combination, fit_case
+from mathverify.model.module import VerifierModule
+
+
+def _rows(n: int, seed: int, text_noise: bool):
+    """Evidence d carries the signal; the text margin m is either noise (std 2) or calibrated extra signal."""
+    g = torch.Generator().manual_seed(seed)
+    d = torch.randn(n, generator=g, dtype=torch.float64) * 2
+    if text_noise:
+        m = torch.randn(n, generator=g, dtype=torch.float64) * 2
+        truth = d
+    else:
+        m = torch.randn(n, generator=g, dtype=torch.float64)
+        truth = m + d
+    y = (torch.rand(n, generator=g, dtype=torch.float64) < torch.sigmoid(truth)).double()
+    return m, d, y
+
+
+def test_noise_text_gets_a_weight_near_zero():
+    m, d, y = _rows(2000, 0, text_noise=True)
+    fitted = fit_case(m, d, y)
+    a, b, c = fitted["weights"]
+    assert fitted["adopted"] and abs(a) < 0.15 and b == pytest.approx(1.0, abs=0.15) and abs(c) < 0.2
+    assert fitted["nll_fit"] < fitted["nll_identity"]
+
+
+def test_a_model_already_right_keeps_the_identity():
+    for seed in range(5):  # rows drawn from sigmoid(m + d) itself: nothing to gain
+        fitted = fit_case(*_rows(500, seed, text_noise=False))
+        assert not fitted["adopted"] and fitted["weights"] == list(IDENTITY), seed
+
+
+def test_an_all_zero_column_keeps_its_weight():
+    m, d, y = _rows(1000, 1, text_noise=True)
+    fitted = fit_case(torch.zeros_like(m), d * 3, y)  # evidence only, over-confident by 3x
+    a, b, _ = fitted["weights"]
+    assert fitted["adopted"] and a == 1.0 and b == pytest.approx(1 / 3, abs=0.05)
+
+
+def test_each_case_uses_its_own_row_and_identity_is_the_sum():
+    combination = Combination()
+    m, d = torch.tensor([1.0, -2.0, 0.5]), torch.tensor([3.0, 1.0, -1.0])
+    labelled = torch.tensor([False, True, True])
+    assert torch.allclose(combination(m, d, labelled), m + d)
+    combination.set_case(1, (0.0, 2.0, 1.0))
+    assert torch.allclose(combination(m, d, labelled), torch.tensor([4.0, 3.0, -1.0]))
+    with pytest.raises(ValueError, match="2 x 3"):
+        combination.load_list([[1, 1, 0]])
+    with pytest.raises(ValueError, match="finite"):
+        combination.load_list([[1, 1, 0], [float("nan"), 1, 0]])
+
+
+def test_checkpoint_round_trip_and_old_checkpoints_read_as_identity():
+    module = VerifierModule()
+    module.combination.set_case(0, (0.25, 1.5, -0.5))
+    checkpoint = {"state_dict": {}}
+    module.on_save_checkpoint(checkpoint)
+    assert checkpoint["combination"] == [[0.25, 1.5, -0.5], list(IDENTITY)]
+    again = VerifierModule()
+    again.on_load_checkpoint(checkpoint)
+    assert again.combination.as_list() == checkpoint["combination"]
+    old = {k: v for k, v in checkpoint.items() if k != "combination"}
+    fresh = VerifierModule()
+    fresh.on_load_checkpoint(old)
+    assert fresh.combination.as_list() == [list(IDENTITY), list(IDENTITY)]
+
+
+class _Module:
+    """What FitCombination reads: a real ``Combination``, epoch rows, ``log``."""
+
+    def __init__(self, rows):
+        self.combination, self.rows, self.logged = Combination(), rows, {}
+
+    def epoch_outputs(self):
+        return self.rows
+
+    def log(self, name, value, **_):
+        self.logged[name] = value
+
+
+def test_callback_fits_each_case_and_leaves_a_small_case_alone():
+    m0, d0, y0 = _rows(1500, 2, text_noise=True)  # unseen rows: text is noise
+    m1, d1, y1 = _rows(30, 3, text_noise=True)  # seen rows: too few to fit
+    rows = {"margin": torch.cat([m0, m1]).float(), "shift": torch.cat([d0, d1]).float(),
+            "labels": torch.cat([y0, y1]).long(), "labelled": torch.cat([torch.zeros(1500), torch.ones(30)]).long()}
+    module = _Module(rows)
+    FitCombination(min_rows=50).on_validation_epoch_end(SimpleNamespace(sanity_checking=False), module)
+    unseen, seen = module.combination.as_list()
+    assert abs(unseen[0]) < 0.15 and seen == list(IDENTITY)
+    assert module.logged["val/combination_adopted"] == 1.0 and "val_seen/combination_text" not in module.logged
+    assert module.logged["val/loss_combined"] < 0.6
+
+
+def test_callback_must_come_before_the_threshold():
+    from callbacks.threshold import DecisionThreshold
+
+    fit = FitCombination()
+    trainer = SimpleNamespace(callbacks=[DecisionThreshold(), fit])
+    with pytest.raises(SettingsError, match="before callbacks.threshold.DecisionThreshold"):
+        fit.setup(trainer, _Module({}), "fit")
+    first = FitCombination()
+    first.setup(SimpleNamespace(callbacks=[first, DecisionThreshold()]), _Module({}), "fit")  # the right order passes
+    with pytest.raises(TypeError, match="VerifierModule"):
+        first.setup(SimpleNamespace(callbacks=[first]), SimpleNamespace(), "fit")
+
+
+def test_bad_settings_fail_in_one_line():
+    with pytest.raises(ValueError, match="min_rows"):
+        FitCombination(min_rows=0)
