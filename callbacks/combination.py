@@ -6,34 +6,40 @@ import lightning.pytorch as pl
 from lightning.pytorch.callbacks import Callback
 
 from mathverify.errors import SettingsError
-from mathverify.model.combination import IDENTITY, fit_case
+import torch
+
+from mathverify.model.combination import CHI2_1PCT, IDENTITY, fit_case, fit_cases
 
 
 class FitCombination(Callback):
-    """Refits the module's per-case weights (a, b, c) of P = sigmoid(a m + b d + c) on the validation rows.
+    """Refits the module's weights of P = sigmoid(a m + b d + c) on each validation's rows.
 
     m is the text's margin, d the evidence shift. Each case (rows with no labelled sibling,
-    ``val``; rows with some, ``val_seen``) gets its own three numbers, fitted on that case's rows
-    of this validation (``fit_case``: a prior around the identity, adopted only when clearly better),
-    and the checkpoint saved after this validation holds them beside the thresholds. List it
-    before ``VerificationMetrics`` and ``DecisionThreshold``: they read ``epoch_outputs()``, whose
-    probabilities use the module's current weights, so the metrics and thresholds are those of
-    the probabilities predict will give. ``val/loss`` stays the loss of m + d (what training
-    optimises, and what picks the checkpoint).
+    ``val``; rows with some, ``val_seen``) with at least ``min_rows`` rows fits its own three
+    numbers on its rows (``fit_case``: a prior around the identity, adopted only when clearly
+    better). A smaller case (a seen view of a few dozen rows) keeps b = 1, c = 0 and gets a text
+    weight a fitted on the rows of both cases (``fit_cases``; the text model is one model whichever
+    case a row is in), so noise text is dropped there too. The checkpoint saved after this
+    validation holds them beside the thresholds. List it before ``VerificationMetrics`` and
+    ``DecisionThreshold``: they read ``epoch_outputs()``, whose probabilities use the module's
+    current weights, so the metrics and thresholds are those of the probabilities predict will
+    give. ``val/loss`` stays the loss of m + d (what training optimises, and what picks the checkpoint).
 
-    Logged per case: ``<view>/combination_text``, ``_evidence``, ``_bias`` (the weights used),
-    ``<view>/combination_adopted`` (1 or 0) and ``<view>/loss_combined`` (mean loss with them;
-    fitted on the same rows, so in-sample).
+    Logged per case: ``<view>/combination_text``, ``_evidence``, ``_bias`` (the weights used) and
+    ``<view>/loss_combined`` (mean loss with them, in-sample); ``val/combination_adopted`` (1 when
+    any case moved from the identity).
 
     Args:
-        min_rows: a case with fewer validation rows keeps the identity (1, 1, 0).
+        min_rows: a case with fewer validation rows keeps b = 1, c = 0 and gets the text weight
+            fitted on all rows; with fewer rows in all, nothing is fitted.
         prior: precision of the Gaussian prior around the identity (in rows' summed log-loss units).
         min_gain: adopt a fit only when twice its log-likelihood gain over the identity is at
-            least this (11.34: chi-square, 3 degrees of freedom, 1 %).
+            least this; None: the 1 % point of chi-square for the numbers fitted (11.34 for a
+            case's three, 6.63 for the text weight alone).
     """
 
-    def __init__(self, min_rows: int = 50, prior: float = 1.0, min_gain: float = 11.34) -> None:
-        if min_rows < 1 or prior < 0 or min_gain < 0:
+    def __init__(self, min_rows: int = 50, prior: float = 1.0, min_gain: float | None = None) -> None:
+        if min_rows < 1 or prior < 0 or (min_gain is not None and min_gain < 0):
             raise ValueError("min_rows must be >= 1, prior and min_gain >= 0")
         self.min_rows, self.prior, self.min_gain = min_rows, prior, min_gain
 
@@ -52,17 +58,36 @@ class FitCombination(Callback):
         if trainer.sanity_checking:
             return
         rows = pl_module.epoch_outputs()  # gathered once per validation: every rank fits the same
-        for case, prefix in enumerate(("val", "val_seen")):
-            mine = rows["labelled"].bool() == bool(case)
-            if int(mine.sum()) < self.min_rows:
-                pl_module.combination.set_case(case, IDENTITY)
+        labelled = rows["labelled"].bool()
+        counts = [int((~labelled).sum()), int(labelled.sum())]
+        if sum(counts) < self.min_rows:
+            pl_module.combination.load_list([list(IDENTITY), list(IDENTITY)])
+            return
+        rows_fitted, adopted = [list(IDENTITY), list(IDENTITY)], []
+        for case in (0, 1):
+            mine = labelled == bool(case)
+            if counts[case] >= self.min_rows:  # enough rows: the case's own (a, b, c)
+                fitted = fit_case(rows["margin"][mine], rows["shift"][mine], rows["labels"][mine].float(),
+                                  self.prior, CHI2_1PCT[3] if self.min_gain is None else self.min_gain)
+                rows_fitted[case] = fitted["weights"]
+            elif counts[case]:  # too few: only the text weight, fitted on the rows of both cases
+                fitted = fit_cases(rows["margin"], rows["shift"], rows["labels"].float(), labelled, (),
+                                   self.prior, CHI2_1PCT[1] if self.min_gain is None else self.min_gain)
+                rows_fitted[case] = fitted["rows"][case]
+            else:
                 continue
-            fitted = fit_case(rows["margin"][mine], rows["shift"][mine], rows["labels"][mine].float(),
-                              self.prior, self.min_gain)
-            pl_module.combination.set_case(case, fitted["weights"])
-            a, b, c = fitted["weights"]
+            adopted.append(fitted["adopted"])
+        pl_module.combination.load_list(rows_fitted)
+        pl_module.log("val/combination_adopted", float(any(adopted)), on_step=False, on_epoch=True, sync_dist=False)
+        weights = torch.tensor(rows_fitted, dtype=torch.float64)[labelled.long().cpu()]  # [N, 3]
+        z = (weights[:, 0] * rows["margin"].double().cpu() + weights[:, 1] * rows["shift"].double().cpu()
+             + weights[:, 2])
+        losses = torch.nn.functional.binary_cross_entropy_with_logits(z, rows["labels"].double().cpu(), reduction="none")
+        for case, prefix in enumerate(("val", "val_seen")):
+            if counts[case] == 0:
+                continue
+            a, b, c = rows_fitted[case]
             values = {"combination_text": a, "combination_evidence": b, "combination_bias": c,
-                      "combination_adopted": float(fitted["adopted"]),
-                      "loss_combined": fitted["nll_fit"] if fitted["adopted"] else fitted["nll_identity"]}
+                      "loss_combined": float(losses[labelled.cpu() == bool(case)].mean())}
             for name, value in values.items():
                 pl_module.log(f"{prefix}/{name}", value, on_step=False, on_epoch=True, sync_dist=False)

@@ -10,7 +10,7 @@ import torch
 
 from callbacks.combination import FitCombination
 from mathverify.errors import SettingsError
-from mathverify.model.combination import IDENTITY, Combination, fit_case
+from mathverify.model.combination import IDENTITY, Combination, fit_case, fit_cases
 from mathverify.model.module import VerifierModule
 
 
@@ -90,17 +90,47 @@ class _Module:
         self.logged[name] = value
 
 
-def test_callback_fits_each_case_and_leaves_a_small_case_alone():
+def test_callback_gives_a_small_case_the_text_weight_of_all_rows_and_leaves_its_evidence_alone():
     m0, d0, y0 = _rows(1500, 2, text_noise=True)  # unseen rows: text is noise
-    m1, d1, y1 = _rows(30, 3, text_noise=True)  # seen rows: too few to fit
+    m1, d1, y1 = _rows(30, 3, text_noise=True)  # seen rows: too few for their own b and c
     rows = {"margin": torch.cat([m0, m1]).float(), "shift": torch.cat([d0, d1]).float(),
             "labels": torch.cat([y0, y1]).long(), "labelled": torch.cat([torch.zeros(1500), torch.ones(30)]).long()}
     module = _Module(rows)
     FitCombination(min_rows=50).on_validation_epoch_end(SimpleNamespace(sanity_checking=False), module)
     unseen, seen = module.combination.as_list()
-    assert abs(unseen[0]) < 0.15 and seen == list(IDENTITY)
-    assert module.logged["val/combination_adopted"] == 1.0 and "val_seen/combination_text" not in module.logged
-    assert module.logged["val/loss_combined"] < 0.6
+    assert abs(unseen[0]) < 0.15 and abs(seen[0]) < 0.15 and seen[1:] == [1.0, 0.0]  # noise text dropped for seen rows too
+    assert module.logged["val/combination_adopted"] == 1.0 and module.logged["val_seen/combination_text"] == seen[0]
+    assert module.logged["val/loss_combined"] < 0.6 and module.logged["val_seen/loss_combined"] < 0.7
+
+
+def test_a_large_seen_case_keeps_its_own_text_weight():
+    m0, d0, y0 = _rows(1500, 7, text_noise=True)  # unseen: text is noise
+    m1, d1, y1 = _rows(1500, 8, text_noise=False)  # seen: the text is right
+    rows = {"margin": torch.cat([m0, m1]).float(), "shift": torch.cat([d0, d1]).float(),
+            "labels": torch.cat([y0, y1]).long(), "labelled": torch.cat([torch.zeros(1500), torch.ones(1500)]).long()}
+    module = _Module(rows)
+    FitCombination(min_rows=50).on_validation_epoch_end(SimpleNamespace(sanity_checking=False), module)
+    unseen, seen = module.combination.as_list()
+    assert abs(unseen[0]) < 0.15 and seen[0] > 0.8
+
+
+def test_joint_fit_keeps_one_text_weight_and_each_case_its_evidence_weights():
+    m0, d0, y0 = _rows(1500, 4, text_noise=True)
+    m1, d1, y1 = _rows(1500, 5, text_noise=True)
+    labelled = torch.cat([torch.zeros(1500), torch.ones(1500)]).bool()
+    # seen rows' evidence over-confident by 2x: only their b should move
+    fitted = fit_cases(torch.cat([m0, m1]), torch.cat([d0, d1 * 2]), torch.cat([y0, y1]), labelled)
+    unseen, seen = fitted["rows"]
+    assert fitted["adopted"] and unseen[0] == seen[0] and abs(seen[0]) < 0.1
+    assert unseen[1] == pytest.approx(1.0, abs=0.15) and seen[1] == pytest.approx(0.5, abs=0.08)
+
+
+def test_too_few_rows_in_all_keeps_the_identity():
+    m, d, y = _rows(20, 6, text_noise=True)
+    module = _Module({"margin": m.float(), "shift": d.float(), "labels": y.long(), "labelled": torch.zeros(20).long()})
+    module.combination.set_case(0, (0.5, 0.5, 0.5))  # left over from an earlier validation
+    FitCombination(min_rows=50).on_validation_epoch_end(SimpleNamespace(sanity_checking=False), module)
+    assert module.combination.as_list() == [list(IDENTITY), list(IDENTITY)] and not module.logged
 
 
 def test_callback_must_come_before_the_threshold():
@@ -119,3 +149,5 @@ def test_callback_must_come_before_the_threshold():
 def test_bad_settings_fail_in_one_line():
     with pytest.raises(ValueError, match="min_rows"):
         FitCombination(min_rows=0)
+    with pytest.raises(ValueError, match="min_gain"):
+        FitCombination(min_gain=-1.0)

@@ -11,8 +11,9 @@ whatever scale training left it.
 ``Combination`` keeps, per case a row can be in (no labelled sibling: unseen; some: seen, the case
 that also picks the decision threshold), three numbers (a, b, c): P = sigmoid(a m + b d + c).
 They start at (1, 1, 0), which is the training sum exactly; ``fit_case`` fits them by logistic
-regression on held-out validation rows (``callbacks.combination.FitCombination``), so text that
-is noise on held-out rows gets a ~ 0 and text that helps keeps its weight. Only test, predict
+regression on a case's held-out validation rows (``callbacks.combination.FitCombination``; a case
+with too few rows gets only a text weight, fitted on the rows of both cases by ``fit_cases``), so
+text that is noise on held-out rows gets a ~ 0 and text that helps keeps its weight. Only test, predict
 and the Python API use the fitted numbers: training and the validation loss see m + d.
 """
 
@@ -60,45 +61,67 @@ class Combination:
         self.rows = values.tolist()
 
 
-def negative_log_likelihood(weights: torch.Tensor, margin: torch.Tensor, shift: torch.Tensor,
-                            labels: torch.Tensor) -> torch.Tensor:
-    """Summed binary cross-entropy of P = sigmoid(a m + b d + c) on these rows (float64)."""
-    z = weights[0] * margin + weights[1] * shift + weights[2]
-    return nn.functional.binary_cross_entropy_with_logits(z, labels, reduction="sum")
+CHI2_1PCT = {1: 6.63, 2: 9.21, 3: 11.34, 4: 13.28, 5: 15.09}  # 1 % points of chi-square by degrees of freedom
 
 
-def fit_case(margin: torch.Tensor, shift: torch.Tensor, labels: torch.Tensor, prior: float = 1.0,
-             min_gain: float = 11.34) -> dict:
-    """Fit (a, b, c) on one case's rows; keep the identity unless the fit is clearly better.
+def fit_cases(margin: torch.Tensor, shift: torch.Tensor, labels: torch.Tensor, labelled: torch.Tensor,
+              free=(0, 1), prior: float = 1.0, min_gain: float | None = None) -> dict:
+    """Fit one text weight a shared by both cases and (b, c) per case in ``free``; identity unless clearly better.
 
-    Logistic regression with a Gaussian prior of precision ``prior`` around the identity (so a
-    column that is all zeros, the shift without evidence or the margin without text, keeps its
-    weight at 1), by L-BFGS in float64. The fit is adopted only when twice its gain in
-    log-likelihood on these rows is at least ``min_gain`` (11.34: the 1 % point of chi-square with 3
-    degrees of freedom, what three fitted numbers gain on rows where the identity is right), so a
-    few hundred rows cannot move a model that was fine. Returns ``weights`` (3 floats),
-    ``adopted``, and the mean losses ``nll_identity`` / ``nll_fit`` per row.
+    The text model is one model whichever case a row is in, so its weight is fitted on all rows:
+    a case with few validation rows (``free`` leaves it out) still gets the text weight the other
+    case's rows support, with its own (b, c) kept at (1, 0). The evidence differs by case (labelled
+    siblings or none), so each free case fits its own b and c. Logistic regression with a
+    Gaussian prior of precision ``prior`` around the identity (a column that is all zeros, the
+    shift without evidence or the margin without text, keeps its weight at 1), by L-BFGS in float64.
+    Adopted only when twice the gain in log-likelihood is at least ``min_gain`` (None: the 1 %
+    point of chi-square for the numbers fitted, 1 + 2 per free case), so a few hundred rows cannot
+    move a model that was fine. Returns ``rows`` (2 x 3, as ``Combination.rows``), ``adopted``, and
+    the mean losses per row ``nll_identity`` / ``nll_fit``.
     """
     m, d, y = (t.detach().double().reshape(-1).cpu() for t in (margin, shift, labels))
-    identity = torch.tensor(IDENTITY, dtype=torch.float64)
+    case = labelled.detach().reshape(-1).cpu().bool().long()  # [N] 0 unseen, 1 seen
+    free = sorted({int(c) for c in free})
+    identity_rows = [list(IDENTITY), list(IDENTITY)]
     n = len(y)
     if n == 0:
-        return {"weights": list(IDENTITY), "adopted": False, "nll_identity": float("nan"), "nll_fit": float("nan")}
-    w = identity.clone().requires_grad_(True)
+        return {"rows": identity_rows, "adopted": False, "nll_identity": float("nan"), "nll_fit": float("nan")}
+    if min_gain is None:
+        min_gain = CHI2_1PCT[1 + 2 * len(free)]
+    start = torch.tensor([1.0, 1.0, 0.0, 1.0, 0.0], dtype=torch.float64)  # a, b_unseen, c_unseen, b_seen, c_seen
+    mask = torch.tensor([1.0] + [float(c in free) for c in (0, 0, 1, 1)], dtype=torch.float64)
+    w = start.clone().requires_grad_(True)
+
+    def z_of(params):
+        params = start + mask * (params - start)  # a case left out keeps (1, 0)
+        b = torch.stack([params[1], params[3]])[case]
+        c = torch.stack([params[2], params[4]])[case]
+        return params[0] * m + b * d + c, params
+
+    def nll(params):
+        return nn.functional.binary_cross_entropy_with_logits(z_of(params)[0], y, reduction="sum")
+
     optimizer = torch.optim.LBFGS([w], lr=1.0, max_iter=200, tolerance_grad=1e-10, tolerance_change=1e-12,
                                   line_search_fn="strong_wolfe")
 
     def objective():
         optimizer.zero_grad()
-        loss = negative_log_likelihood(w, m, d, y) + 0.5 * prior * ((w - identity) ** 2).sum()
+        loss = nll(w) + 0.5 * prior * ((mask * (w - start)) ** 2).sum()
         loss.backward()
         return loss
 
     optimizer.step(objective)
-    fitted = w.detach()
     with torch.no_grad():
-        before = float(negative_log_likelihood(identity, m, d, y))
-        after = float(negative_log_likelihood(fitted, m, d, y))
+        fitted = z_of(w.detach())[1]
+        before, after = float(nll(start)), float(nll(fitted))
     adopted = bool(torch.isfinite(fitted).all()) and 2 * (before - after) >= min_gain
-    return {"weights": fitted.tolist() if adopted else list(IDENTITY), "adopted": adopted,
+    a, b0, c0, b1, c1 = fitted.tolist()
+    return {"rows": [[a, b0, c0], [a, b1, c1]] if adopted else identity_rows, "adopted": adopted,
             "nll_identity": before / n, "nll_fit": after / n}
+
+
+def fit_case(margin: torch.Tensor, shift: torch.Tensor, labels: torch.Tensor, prior: float = 1.0,
+             min_gain: float = CHI2_1PCT[3]) -> dict:
+    """Fit (a, b, c) on rows of one case (``fit_cases`` with every row unseen); returns ``weights``, ``adopted``, losses."""
+    fitted = fit_cases(margin, shift, labels, torch.zeros(len(labels), dtype=torch.bool), (0,), prior, min_gain)
+    return {"weights": fitted["rows"][0], **{k: v for k, v in fitted.items() if k != "rows"}}
