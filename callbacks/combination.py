@@ -79,9 +79,7 @@ class FitCombination(Callback):
             adopted.append(fitted["adopted"])
         pl_module.combination.load_list(rows_fitted)
         pl_module.log("val/combination_adopted", float(any(adopted)), on_step=False, on_epoch=True, sync_dist=False)
-        weights = torch.tensor(rows_fitted, dtype=torch.float64)[labelled.long().cpu()]  # [N, 3]
-        z = (weights[:, 0] * rows["margin"].double().cpu() + weights[:, 1] * rows["shift"].double().cpu()
-             + weights[:, 2])
+        z = pl_module.combination(rows["margin"], rows["shift"], labelled).double().cpu()  # [N], the weights just set
         losses = torch.nn.functional.binary_cross_entropy_with_logits(z, rows["labels"].double().cpu(), reduction="none")
         for case, prefix in enumerate(("val", "val_seen")):
             if counts[case] == 0:
