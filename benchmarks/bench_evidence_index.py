@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     for i, (d, k) in enumerate(zip(digests, keys)):
         train(d, k, int(index.questions[d][k][1] > 0), 0, i)
     per_train = (time.perf_counter() - started) / len(digests) * 1e6
-    pool = pool_of(zip(digests, keys))
+    pool = pool_of((d, k, False) for d, k in zip(digests, keys))
     started = time.perf_counter()
     for d, k in zip(digests, keys):
         eval_features(index, pool, d, k, "pool")

@@ -64,10 +64,11 @@ def export_checkpoint(ckpt_path: str, output: str, merged: bool = False, overwri
     if target.exists() and not overwrite:
         raise SystemExit(f"mathverify export: {target} exists; pass --overwrite to replace it")
     from mathverify.cli import CheckpointError
+    from mathverify.errors import SettingsError
 
     try:
         module, state = load_module_from_checkpoint(ckpt_path)
-    except CheckpointError as err:
+    except (CheckpointError, SettingsError) as err:
         raise SystemExit(f"mathverify export: {err}") from None
     hp = module.hparams
     tokenizer = load_tokenizer(hp.backbone, hp.trust_remote_code)

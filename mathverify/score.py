@@ -148,20 +148,29 @@ def _first_pass(parts, work: Path, skip_bad: bool) -> dict:
     from mathverify.data.sources import iter_rows
     from mathverify.data.split import question_digest
     from mathverify.evidence.answers import answer_key
+    from mathverify.evidence.checks import flawed_in_order
     from mathverify.evidence.index import EvidenceIndex, save_json
     from mathverify.verifier import with_boxed_answer
 
-    pool, rows, bad = EvidenceIndex(), 0, 0
-    for name, number, raw in iter_rows(parts):
-        rows += 1
-        row = with_boxed_answer(raw)
-        clean, reason, column = clean_row(row, need_label=False)
-        if clean is None:
-            if not skip_bad:
-                raise row_error(name, number, reason, column, row)
-            bad += 1
-            continue
-        pool.add(question_digest(clean["question"]), answer_key(clean["answer"]), None)
+    counted = {"rows": 0, "bad": 0}
+
+    def good_rows():
+        for name, number, raw in iter_rows(parts):
+            counted["rows"] += 1
+            row = with_boxed_answer(raw)
+            clean, reason, column = clean_row(row, need_label=False)
+            if clean is None:
+                if not skip_bad:
+                    raise row_error(name, number, reason, column, row)
+                counted["bad"] += 1
+                continue
+            yield clean
+
+    pool = EvidenceIndex()
+    # each row's solution checks (evidence.checks) count with its vote; many rows: in worker processes
+    for clean, bad in flawed_in_order(good_rows(), lambda clean: (clean["solution"], clean["answer"])):
+        pool.add(question_digest(clean["question"]), answer_key(clean["answer"]), None, bad)
+    rows, bad = counted["rows"], counted["bad"]
     if rows == 0:
         raise ValueError(f"{parts[0].name}: no rows to score")
     save_json(pool.to_json(), work / POOL)
@@ -231,7 +240,7 @@ def score_rows(verifier, rows: list, pool, aliases: dict, keep_above: Optional[f
     if pool is not None:
         for e in examples:
             e["evidence"] = eval_features(verifier.index, pool, e["digest"], e["answer_key"], "pool",
-                                          aliases.get(e["digest"]))
+                                          aliases.get(e["digest"]), e["flawed"])
     low, seen = verifier.thresholds
     records = []
     for raw, (p, labelled) in zip(raws, verifier.run(examples)):

@@ -106,7 +106,7 @@ class Verifier:
         from peft import set_peft_model_state_dict
         from safetensors.torch import load_file
 
-        from mathverify.evidence.index import EvidenceIndex
+        from mathverify.evidence.index import FEATURES, EvidenceIndex
         from mathverify.model.module import VerifierModule
 
         meta = json.loads((folder / EXPORT_META).read_text())
@@ -122,6 +122,10 @@ class Verifier:
         index = None
         if hparams.get("evidence"):
             evidence = meta["evidence"]
+            if list(evidence.get("features", [])) != list(FEATURES):
+                raise VerifierError(f"{folder}: exported with {len(evidence.get('features', []))} evidence features, "
+                                    f"this mathverify computes {len(FEATURES)}: export the checkpoint again from a "
+                                    "fit of this version")
             module.evidence_head.load_state_dict(load_file(folder / evidence["head"], device=str(device)))
             index = EvidenceIndex.load(folder / evidence["index"])  # written complete by export
         module.threshold, module.threshold_seen = float(meta["threshold"]), float(meta["threshold_seen"])

@@ -13,7 +13,9 @@ from mathverify.model.heads import EvidenceHead
 
 def _index() -> EvidenceIndex:
     # 40 questions: three rows agree on a right answer, two lone wrong answers each.
-    questions = {f"q{i}": {"7": [3, 3, 0], f"{i + 100}": [1, 0, 1], f"{i + 200}": [1, 0, 1]} for i in range(40)}
+    # [votes, correct, incorrect, then the same of flawed rows]: none flawed here
+    questions = {f"q{i}": {"7": [3, 3, 0, 0, 0, 0], f"{i + 100}": [1, 0, 1, 0, 0, 0], f"{i + 200}": [1, 0, 1, 0, 0, 0]}
+                 for i in range(40)}
     return EvidenceIndex(questions)
 
 
@@ -32,8 +34,8 @@ def _p_true(head, vector) -> float:
 def test_warm_start_teaches_the_head_agreement_before_any_step():
     torch.manual_seed(0)
     module = SimpleNamespace(evidence_head=EvidenceHead(N_FEATURES))
-    agreeing = features({"7": [2, 0, 0], "100": [1, 0, 0]}, "7")  # two others agree, no labels
-    lone = features({"7": [3, 0, 0], "200": [1, 0, 0]}, "100")  # nobody agrees
+    agreeing = features({"7": [2, 0, 0, 0, 0, 0], "100": [1, 0, 0, 0, 0, 0]}, "7")  # two others agree, no labels
+    lone = features({"7": [3, 0, 0, 0, 0, 0], "200": [1, 0, 0, 0, 0, 0]}, "100")  # nobody agrees
     assert _p_true(module.evidence_head, agreeing) == _p_true(module.evidence_head, lone) == 0.5  # zero-init
     EvidenceWarmStart(steps=200).on_fit_start(_trainer(_index()), module)
     assert _p_true(module.evidence_head, agreeing) > 0.8 and _p_true(module.evidence_head, lone) < 0.2
@@ -45,3 +47,15 @@ def test_warm_start_leaves_a_resumed_head_alone():
     EvidenceWarmStart().on_fit_start(_trainer(_index(), ckpt_path="last.ckpt"), module)
     EvidenceWarmStart().on_fit_start(_trainer(_index(), global_step=5), module)
     assert all(torch.equal(a, b) for a, b in zip(before, module.evidence_head.parameters()))
+
+
+def test_warm_start_learns_that_a_flawed_solution_is_less_often_right():
+    """The table rebuilds each labelled row with its own flawed bit (index counts of flawed rows):
+    two lone answers per question, the clean one right, the flawed one wrong."""
+    torch.manual_seed(0)
+    questions = {f"q{i}": {f"{i + 100}": [1, 1, 0, 0, 0, 0], f"{i + 200}": [1, 0, 1, 1, 0, 1]} for i in range(40)}
+    module = SimpleNamespace(evidence_head=EvidenceHead(N_FEATURES))
+    EvidenceWarmStart(steps=200).on_fit_start(_trainer(EvidenceIndex(questions)), module)
+    siblings = {"7": [1, 0, 0, 0, 0, 0]}  # one sibling with another answer, no labels
+    clean, bad = features(siblings, "100", flawed=False), features(siblings, "100", flawed=True)
+    assert _p_true(module.evidence_head, clean) > 0.7 and _p_true(module.evidence_head, bad) < 0.3

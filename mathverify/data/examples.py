@@ -11,6 +11,7 @@ from mathverify.data.labels import LabelError, parse_label
 from mathverify.data.sources import BAD_ROW, DataError, valid_text
 from mathverify.data.split import question_digest
 from mathverify.evidence.answers import answer_key
+from mathverify.evidence.checks import flawed
 from mathverify.model.prefix import shared_prefix_length
 
 TEXT_FIELDS = ("question", "answer", "solution")
@@ -104,8 +105,8 @@ def checked_examples(rows: Iterable[tuple[str, int, dict]], encoder, need_label:
     A bad row is an error, never skipped: the ``DataError`` lists the first few as
     ``FILE: row N, column C: reason``. Each example: input_ids, row_index (position in ``rows``),
     digest (``split.question_digest``), question (its text), id (the ``ID`` column, else the position), answer,
-    answer_key, view 0, own_in ``"pool"`` (see ``evidence.eval_features``) and, with
-    ``need_label``, label.
+    answer_key, flawed (``evidence.checks.flawed`` of its solution), view 0, own_in ``"pool"`` (see
+    ``evidence.eval_features``) and, with ``need_label``, label.
     """
     clean, errors, seen_ids = [], [], {}
     for name, number, raw in rows:
@@ -128,7 +129,8 @@ def checked_examples(rows: Iterable[tuple[str, int, dict]], encoder, need_label:
     for index, (row, input_ids) in enumerate(zip(clean, ids)):
         example = {"input_ids": input_ids, "row_index": index, "digest": row["digest"], "question": row["question"],
                    "id": row["id"] if row["id"] is not None else str(index),
-                   "answer": row["answer"], "answer_key": answer_key(row["answer"]), "view": 0, "own_in": "pool"}
+                   "answer": row["answer"], "answer_key": answer_key(row["answer"]),
+                   "flawed": flawed(row["solution"], row["answer"]), "view": 0, "own_in": "pool"}
         if need_label:
             example["label"] = row["label"]
         examples.append(example)

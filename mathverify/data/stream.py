@@ -23,6 +23,7 @@ from mathverify.data.order import FILE, ReadOrder
 from mathverify.data.sources import DataError, Part
 from mathverify.data.split import digest_fraction, question_digest
 from mathverify.evidence.answers import answer_key
+from mathverify.evidence.checks import flawed
 from mathverify.evidence.index import row_key
 
 
@@ -140,7 +141,8 @@ class TrainStream(torch.utils.data.IterableDataset):
             if held_out and row_key(row["question"], row["answer"], row["solution"]) in held_out:
                 continue
             if self.evidence is not None:  # seeded by the row, so a resumed pass draws the same
-                row["evidence"] = self.evidence(digest, answer_key(row["answer"]), row["label"], pos.passes, row_index)
+                row["evidence"] = self.evidence(digest, answer_key(row["answer"]), row["label"], pos.passes, row_index,
+                                                flawed(row["solution"], row["answer"]))
             row["row_index"] = row_index
             row["id"] = f"{name}:{number}"
             rows.append(row)

@@ -11,6 +11,14 @@ the counts before the features are computed, in training, validation and predict
 Evaluation files (validation split, test, predict) add their own rows' votes, without labels,
 as a **pool** beside the index: an unseen question still has its siblings' answers.
 
+Each row also brings one bit of its own text (``mathverify.evidence.checks.flawed``: a wrong
+arithmetic step, or an answer its body never reached), a feature of the row. The index counts
+flawed rows beside the others (no text is stored), so the warm start's table
+(:func:`training_table`) rebuilds every labelled row with its own bit. Siblings' flaws are
+counted but not a feature: on the real cases (8 cases x 3 splits, the head fitted as the warm
+start fits it, 2026-12-03) "how many agreeing rows are flawed" raised the test log-loss on MATH
+while the row's own bit with the two fraction features lowered it on all 8.
+
 Training shows evidence as prediction will see it (:class:`TrainingEvidence`): a seeded share
 of rows sees its question's labels hidden (an unseen question has none), and a share sees its
 siblings thinned at random (a test question has anywhere from no sibling to hundreds).
@@ -26,9 +34,13 @@ import random
 from pathlib import Path
 from typing import Iterable, NamedTuple, Optional
 
+from mathverify.errors import SettingsError
 from mathverify.evidence.equality import all_classes, is_plain_number, is_symbolic, needs_symbolic
 
-Counts = dict[str, list[int]]  # answer key -> [votes, labelled correct, labelled incorrect]
+# answer key -> [votes, labelled correct, labelled incorrect, and the same three of its flawed rows only]
+Counts = dict[str, list[int]]
+WIDTH = 6
+FLAWED = 3  # where the flawed rows' three counts start
 
 FEATURES = (
     "log1p_same",  # other rows that reached this row's answer
@@ -47,6 +59,9 @@ FEATURES = (
     "empty_answer",
     "other_form",  # the answer meets others (mathverify.evidence.equality) but is not its class's most voted spelling
     "prose_answer",  # a sentence, not a number or formula (strict graders mark these wrong)
+    "own_flawed",  # this row's solution has a wrong arithmetic step or never reaches its answer (evidence.checks)
+    "fraction_answer",  # a number that is not an integer (in integer-answer sets mostly wrong)
+    "fraction_share_other",  # share of the other rows' votes that are non-integer numbers
 )
 N_FEATURES = len(FEATURES)
 NO_LABELS = FEATURES.index("no_labels")
@@ -57,7 +72,7 @@ def has_labelled_siblings(evidence):
 
     The row's own case decides its decision threshold (``VerifierModule.decision_thresholds``)."""
     return evidence[:, NO_LABELS] == 0
-INDEX_FORMAT = "mathverify-evidence-2"  # 2: left_out rows, equal-answer aliases (features: 18)
+INDEX_FORMAT = "mathverify-evidence-3"  # 3: flawed-row counts (features: 21); 2: left_out rows, equal-answer aliases
 
 
 def by_class(counts: Counts, aliases: Optional[dict[str, str]]) -> Counts:
@@ -67,11 +82,11 @@ def by_class(counts: Counts, aliases: Optional[dict[str, str]]) -> Counts:
     return merged(*({aliases.get(k, k): c} for k, c in counts.items()))
 
 
-def features(counts: Counts, key: str, aliases: Optional[dict[str, str]] = None) -> list[float]:
+def features(counts: Counts, key: str, aliases: Optional[dict[str, str]] = None, flawed: bool = False) -> list[float]:
     """The evidence vector of a row with answer ``key``; ``counts`` must exclude the row itself.
 
     ``aliases``: the question's equal-answer classes ({key: representative}); counts of one class
-    count as one answer."""
+    count as one answer. ``flawed``: the row's own ``checks.flawed`` bit."""
     exact_key = key
     key = (aliases or {}).get(key, key)
     counts = by_class(counts, aliases)
@@ -80,7 +95,8 @@ def features(counts: Counts, key: str, aliases: Optional[dict[str, str]] = None)
     total = sum(votes.values())
     other = total - same
     top_other = max((v for k, v in votes.items() if k != key), default=0)
-    mine = counts.get(key, [0, 0, 0])
+    mine = counts.get(key, [0] * WIDTH)
+    fraction_other = sum(v for k, v in votes.items() if k != key and _is_fraction(k))
     correct_other = sum(c[1] for k, c in counts.items() if k != key)
     incorrect_other = sum(c[2] for k, c in counts.items() if k != key)
     unlabelled_other = sum(c[0] - c[1] - c[2] for k, c in counts.items() if k != key)
@@ -92,16 +108,22 @@ def features(counts: Counts, key: str, aliases: Optional[dict[str, str]] = None)
         math.log1p(max(0, mine[0] - mine[1] - mine[2])), math.log1p(max(0, unlabelled_other)), float(labelled == 0),
         float(key == ""), float(exact_key != key),
         float(bool(exact_key) and not is_plain_number(exact_key) and not is_symbolic(exact_key)),
+        float(flawed), float(_is_fraction(key)), fraction_other / other if other else 0.0,
     ]
 
 
-def without(counts: Counts, key: str, vote: int, correct: int, incorrect: int) -> Counts:
+def _is_fraction(key: str) -> bool:
+    return "/" in key and is_plain_number(key)
+
+
+def without(counts: Counts, key: str, vote: int, correct: int, incorrect: int, flawed: bool = False) -> Counts:
     """A copy of ``counts`` with one row's own contribution taken out (leave-one-out)."""
     out = {k: list(c) for k, c in counts.items()}
-    mine = out.setdefault(key, [0, 0, 0])
-    mine[0] -= vote
-    mine[1] -= correct
-    mine[2] -= incorrect
+    mine = out.setdefault(key, [0] * WIDTH)
+    for start in (0, FLAWED) if flawed else (0,):
+        mine[start] -= vote
+        mine[start + 1] -= correct
+        mine[start + 2] -= incorrect
     if min(mine) < 0:
         raise ValueError(f"leave-one-out of a row the counts do not hold (answer {key!r})")
     return out
@@ -111,14 +133,24 @@ def merged(*parts: Optional[Counts]) -> Counts:
     out: Counts = {}
     for part in parts:
         for key, c in (part or {}).items():
-            mine = out.setdefault(key, [0, 0, 0])
-            for i in range(3):
+            mine = out.setdefault(key, [0] * WIDTH)
+            for i in range(WIDTH):
                 mine[i] += c[i]
     return out
 
 
+def _halves(c: list[int]) -> tuple[list[int], list[int]]:
+    """A key's counts as (rows not flawed, flawed rows), three counts each."""
+    return [c[0] - c[3], c[1] - c[4], c[2] - c[5]], c[3:6]
+
+
+def _joined(clean: list[int], flawed: list[int]) -> list[int]:
+    return [clean[0] + flawed[0], clean[1] + flawed[1], clean[2] + flawed[2], *flawed]
+
+
 class EvidenceIndex:
-    """Per question digest: per answer key, [votes, labelled correct, labelled incorrect].
+    """Per question digest: per answer key, [votes, labelled correct, labelled incorrect] and the
+    same three counts of its flawed rows (``Counts``).
 
     ``questions`` is what ``fit`` trains and validates with. ``left_out`` holds the labelled rows
     that fit must not see as evidence but prediction should: the rows of validation questions
@@ -145,19 +177,14 @@ class EvidenceIndex:
                 votes[digest] = {k: c[0] for k, c in both.items()}
         self.aliases = all_classes(votes, workers)
 
-    def add(self, digest: str, key: str, label: Optional[int]) -> None:
-        """One row's vote, and its label unless ``label`` is None (a held-out or unlabelled row)."""
-        c = self.questions.setdefault(digest, {}).setdefault(key, [0, 0, 0])
-        c[0] += 1
-        if label is not None:
-            c[1 if label else 2] += 1
+    def add(self, digest: str, key: str, label: Optional[int], flawed: bool = False) -> None:
+        """One row's vote, and its label unless ``label`` is None (a held-out or unlabelled row);
+        ``flawed``: its solution's ``checks.flawed`` bit."""
+        _count(self.questions.setdefault(digest, {}).setdefault(key, [0] * WIDTH), 1, label, flawed)
 
-    def leave_out(self, digest: str, key: str, vote: int, label: Optional[int]) -> None:
+    def leave_out(self, digest: str, key: str, vote: int, label: Optional[int], flawed: bool = False) -> None:
         """Keep a labelled row for prediction only (see the class docstring)."""
-        c = self.left_out.setdefault(digest, {}).setdefault(key, [0, 0, 0])
-        c[0] += vote
-        if label is not None:
-            c[1 if label else 2] += 1
+        _count(self.left_out.setdefault(digest, {}).setdefault(key, [0] * WIDTH), vote, label, flawed)
 
     def complete(self) -> "EvidenceIndex":
         """Every labelled row known: ``questions`` + ``left_out`` (for test and predict)."""
@@ -191,7 +218,11 @@ class EvidenceIndex:
     @classmethod
     def from_json(cls, text: str) -> "EvidenceIndex":
         data = json.loads(text)
-        if not isinstance(data, dict) or data.get("format") != INDEX_FORMAT:
+        found = data.get("format") if isinstance(data, dict) else None
+        if isinstance(found, str) and found.startswith("mathverify-evidence-") and found != INDEX_FORMAT:
+            raise SettingsError(f"evidence index {found!r} was written by an older mathverify; this one reads "
+                                f"{INDEX_FORMAT!r} (per-row solution checks): run fit again to build it")
+        if found != INDEX_FORMAT:
             raise ValueError(f"not a mathverify evidence index (expected format {INDEX_FORMAT})")
         return cls(data["questions"], data.get("left_out"), data.get("aliases"))
 
@@ -204,32 +235,39 @@ class EvidenceIndex:
             return cls.from_json(handle.read())
 
 
+def _count(c: list[int], vote: int, label: Optional[int], flawed: bool) -> None:
+    for start in (0, FLAWED) if flawed else (0,):
+        c[start] += vote
+        if label is not None:
+            c[start + (1 if label else 2)] += 1
+
+
 def save_json(text: str, path: Path) -> None:
     """Write an index's JSON text (``EvidenceIndex.to_json``) gzipped, as ``EvidenceIndex.load`` reads it."""
     with gzip.open(path, "wt", encoding="utf-8") as handle:
         handle.write(text)
 
 
-def pool_of(rows: Iterable[tuple[str, str]]) -> EvidenceIndex:
-    """Votes (no labels) of an evaluation file's own rows, given as (digest, answer key)."""
+def pool_of(rows: Iterable[tuple[str, str, bool]]) -> EvidenceIndex:
+    """Votes (no labels) of an evaluation file's own rows, given as (digest, answer key, flawed)."""
     pool = EvidenceIndex()
-    for digest, key in rows:
-        pool.add(digest, key, None)
+    for digest, key, flawed in rows:
+        pool.add(digest, key, None, flawed)
     return pool
 
 
 def eval_features(index: Optional[EvidenceIndex], pool: Optional[EvidenceIndex], digest: str, key: str,
-                  own_in: str, aliases: Optional[dict[str, str]] = None) -> list[float]:
+                  own_in: str, aliases: Optional[dict[str, str]] = None, flawed: bool = False) -> list[float]:
     """Features of an evaluation row: index + pool, minus the row's own vote where it was counted.
 
     ``own_in`` says where that vote sits: ``"pool"`` (a row of the evaluated file), ``"index"``
     (a training row held out for the seen view: its vote is in the index, its label is not) or
-    ``"none"``.
+    ``"none"``. ``flawed``: the row's own ``checks.flawed`` bit (counted with its vote).
     """
     counts = merged(index.counts(digest) if index else None, pool.counts(digest) if pool else None)
     if own_in != "none":
-        counts = without(counts, key, 1, 0, 0)
-    return features(counts, key, aliases)
+        counts = without(counts, key, 1, 0, 0, flawed)
+    return features(counts, key, aliases, flawed)
 
 
 def eval_aliases(index: Optional[EvidenceIndex], pool: EvidenceIndex, workers: Optional[int] = None) -> dict[str, dict[str, str]]:
@@ -247,10 +285,11 @@ def eval_aliases(index: Optional[EvidenceIndex], pool: EvidenceIndex, workers: O
 def attach_evidence(examples: list[dict], index: Optional["EvidenceIndex"]) -> None:
     """Set each example's ``evidence`` (features, leave-one-out): ``index`` plus the votes of the
     examples' own rows (those with ``own_in == "pool"``), equal answers merged per question."""
-    pool = pool_of((e["digest"], e["answer_key"]) for e in examples if e["own_in"] == "pool")
+    pool = pool_of((e["digest"], e["answer_key"], e["flawed"]) for e in examples if e["own_in"] == "pool")
     aliases = eval_aliases(index, pool)
     for e in examples:
-        e["evidence"] = eval_features(index, pool, e["digest"], e["answer_key"], e["own_in"], aliases.get(e["digest"]))
+        e["evidence"] = eval_features(index, pool, e["digest"], e["answer_key"], e["own_in"], aliases.get(e["digest"]),
+                                      e["flawed"])
 
 
 def row_key(question: str, answer: str, solution: str) -> str:
@@ -276,37 +315,42 @@ class TrainingEvidence:
         self.index, self.seed = index, seed
         self.hide_labels, self.thin_siblings, self.partial_labels = hide_labels, thin_siblings, partial_labels
 
-    def __call__(self, digest: str, key: str, label: int, passes: int, row_index: int) -> list[float]:
-        counts = without(self.index.counts(digest), key, 1, int(label == 1), int(label == 0))
+    def __call__(self, digest: str, key: str, label: int, passes: int, row_index: int, flawed: bool = False) -> list[float]:
+        counts = without(self.index.counts(digest), key, 1, int(label == 1), int(label == 0), flawed)
         rng = random.Random(f"{self.seed}:{passes}:{row_index}")
         if rng.random() < self.hide_labels:
-            counts = {k: [c[0], 0, 0] for k, c in counts.items()}
+            counts = {k: [c[0], 0, 0, c[3], 0, 0] for k, c in counts.items()}
         elif rng.random() < self.partial_labels:  # some siblings labelled, some not, as a test row sees
             # its question (labelled training rows beside the test file's own unlabelled ones)
             keep = rng.random()
-            counts = {k: _labels_kept(c, keep, rng) for k, c in counts.items()}
+            counts = {k: _joined(*(_labels_kept(h, keep, rng) for h in _halves(c))) for k, c in counts.items()}
         if rng.random() < self.thin_siblings:
             keep = rng.random()
-            counts = {k: _thinned(c, keep, rng) for k, c in counts.items()}
-        return features(counts, key, self.index.aliases.get(digest))
+            counts = {k: _joined(*(_thinned(h, keep, rng) for h in _halves(c))) for k, c in counts.items()}
+        return features(counts, key, self.index.aliases.get(digest), flawed)
 
 
 def training_table(shown: "TrainingEvidence", max_rows: int, draws: int, seed: int):
     """Every labelled training row of the index (at most ``max_rows``, a seeded sample), ``draws``
     times each with its own augmentation draw: (features [N, F], labels [N]) as float lists.
 
-    Rows are rebuilt from the counts (a key with c correct and i incorrect rows gives c rows
-    labelled 1 and i labelled 0), so no pass over the files is needed.
+    Rows are rebuilt from the counts (a key with c correct rows, f of them flawed, gives c - f
+    rows labelled 1 and f labelled 1 and flawed; the same for incorrect ones), so no pass over the
+    files is needed.
     """
-    rows = [(d, k, 1) for d, q in shown.index.questions.items() for k, c in q.items() for _ in range(c[1])]
-    rows += [(d, k, 0) for d, q in shown.index.questions.items() for k, c in q.items() for _ in range(c[2])]
+    rows = []
+    for digest, question in shown.index.questions.items():
+        for key, c in question.items():
+            clean, flawed = _halves(c)
+            for label, at in ((1, 1), (0, 2)):
+                rows += [(digest, key, label, False)] * clean[at] + [(digest, key, label, True)] * flawed[at]
     rows.sort()
     if len(rows) > max_rows:
         rows = random.Random(seed).sample(rows, max_rows)
     table, labels = [], []
     for draw in range(draws):  # pass numbers below zero: draws the training stream never makes
-        for position, (digest, key, label) in enumerate(rows):
-            table.append(shown(digest, key, label, passes=-1 - draw, row_index=position))
+        for position, (digest, key, label, flawed) in enumerate(rows):
+            table.append(shown(digest, key, label, passes=-1 - draw, row_index=position, flawed=flawed))
             labels.append(label)
     return table, labels
 
@@ -334,6 +378,7 @@ class HeldOutRow(NamedTuple):
     answer_key: str
     row_key: str  # ``row_key`` of its text: what the training stream skips
     label: int
+    flawed: bool  # ``checks.flawed`` of its solution
 
 
 def build_index(parts, is_validation, seen_size: float, seen_max_rows: int) -> tuple[EvidenceIndex, list[HeldOutRow]]:
@@ -350,32 +395,36 @@ def build_index(parts, is_validation, seen_size: float, seen_max_rows: int) -> t
     from mathverify.data.sources import iter_rows
     from mathverify.data.split import digest_fraction, question_digest
     from mathverify.evidence.answers import answer_key
+    from mathverify.evidence.checks import flawed_in_order
+
+    def usable():
+        for name, number, raw in iter_rows(parts):
+            question = raw.get("question")
+            if isinstance(question, str):
+                row, _, _ = clean_row(raw, need_label=True)
+                if row is not None:
+                    yield name, number, raw, question_digest(question), row
 
     index, held = EvidenceIndex(), []
-    for name, number, raw in iter_rows(parts):
-        question = raw.get("question")
-        if not isinstance(question, str):
-            continue
-        digest = question_digest(question)
-        row, _, _ = clean_row(raw, need_label=True)
-        if row is None:
-            continue
+    # the solution checks (evidence.checks) of a long file run in worker processes, in order
+    for (name, number, raw, digest, row), bad in flawed_in_order(usable(), lambda item: (item[4]["solution"],
+                                                                                          item[4]["answer"])):
         key = answer_key(row["answer"])
         if is_validation(digest):
-            index.leave_out(digest, key, 1, row["label"])
+            index.leave_out(digest, key, 1, row["label"], bad)
             continue
         rkey = row_key(row["question"], row["answer"], row["solution"])
         if len(held) < seen_max_rows and digest_fraction(rkey) < seen_size:
-            index.add(digest, key, None)
-            held.append(HeldOutRow(name, number, raw, digest, key, rkey, row["label"]))
+            index.add(digest, key, None, bad)
+            held.append(HeldOutRow(name, number, raw, digest, key, rkey, row["label"], bad))
         else:
-            index.add(digest, key, row["label"])
+            index.add(digest, key, row["label"], bad)
     kept = []
     for item in held:
         if sum(c[0] for c in index.counts(item.digest).values()) > 1:
             kept.append(item)
-            index.leave_out(item.digest, item.answer_key, 0, item.label)  # its vote is in the index already
+            index.leave_out(item.digest, item.answer_key, 0, item.label, item.flawed)  # its vote is in the index already
         else:  # alone in its question: nothing "seen" to show, so it trains after all
-            index.questions[item.digest][item.answer_key][1 if item.label else 2] += 1
+            _count(index.questions[item.digest][item.answer_key], 0, item.label, item.flawed)
     index.find_equal_answers()
     return index, kept

@@ -21,7 +21,7 @@ from mathverify.model.flops import decoder_flops_per_token
 from mathverify.model.heads import ClassifierHead, EvidenceHead, LabelTokenHead
 from mathverify.model.param_groups import parameter_groups
 from mathverify.model.prefix import computed_tokens, last_hidden_states, shared_prefix_length
-from mathverify.model.settings import check_adapter_keys, check_settings
+from mathverify.model.settings import check_adapter_keys, check_evidence_width, check_settings
 from mathverify.model.swiglu import use_lean_mlp
 
 
@@ -389,6 +389,7 @@ class VerifierModule(pl.LightningModule):
         checkpoint["rng"] = rng.capture(self.device)  # every rank's generators (dropout), for exact resumes
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
+        check_evidence_width(checkpoint["state_dict"])
         self.threshold = float(checkpoint.get("decision_threshold", self.threshold))
         self.threshold_seen = float(checkpoint.get("decision_threshold_seen", self.threshold))
         if "combination" in checkpoint:  # older checkpoints: the identity (m + d), as they were trained

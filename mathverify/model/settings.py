@@ -34,3 +34,18 @@ def check_adapter_keys(expected: set[str], got: set[str]) -> None:
         missing, unexpected = sorted(expected - got)[:3], sorted(got - expected)[:3]
         raise SettingsError("checkpoint does not match this model's adapter (another backbone or LoRA shape?): "
                             f"missing {missing}, unexpected {unexpected}")
+
+
+EVIDENCE_INPUT = "evidence_head.net.0.weight"  # [hidden, number of evidence features]
+
+
+def check_evidence_width(state_dict: dict) -> None:
+    """A checkpoint's evidence head must read as many features as this version computes
+    (``evidence.index.FEATURES``): an older one (18 features, before the solution checks) is refused
+    in one line rather than failing deep inside ``load_state_dict``."""
+    from mathverify.evidence.index import N_FEATURES
+
+    weight = state_dict.get(EVIDENCE_INPUT)
+    if weight is not None and weight.shape[-1] != N_FEATURES:
+        raise SettingsError(f"checkpoint's evidence head reads {weight.shape[-1]} features, this mathverify computes "
+                            f"{N_FEATURES} (the solution checks were added): run fit again with this version")
