@@ -47,7 +47,7 @@ def test_fit_with_evidence_then_predict_from_the_saved_index(tmp_path, tiny_path
         "--trainer.callbacks+=callbacks.metrics.VerificationMetrics",
         "--trainer.callbacks+=callbacks.selection.SelectionMetrics",
         "--trainer.callbacks+=callbacks.checkpoint.RoundCheckpoint",
-        "--model.max_length", "256", "--model.lora_r", "4", "--model.evidence", "true",
+        "--model.max_length", "256", "--model.lora_r", "4", "--model.evidence", "true", "--model.evidence_lr", "0.02",
         "--model.optimizer", "torch.optim.AdamW", "--model.optimizer.lr", "0.01",
         "--data.train_files", str(train), "--data.val_size", "40", "--data.val_scan_rows", "400",
         "--data.val_seen_size", "0.1", "--data.val_seen_max_rows", "20",
@@ -71,7 +71,7 @@ def test_fit_with_evidence_then_predict_from_the_saved_index(tmp_path, tiny_path
     assert state["hyper_parameters"]["evidence"] is True
     names = [g["name"] for g in state["optimizer_states"][0]["param_groups"]]
     base = dict(zip(names, state["lr_schedulers"][0]["base_lrs"]))
-    assert base["decay"] == pytest.approx(0.001) and base["evidence"] == pytest.approx(0.01)  # evidence_lr kept
+    assert base["decay"] == pytest.approx(0.001) and base["evidence"] == pytest.approx(0.02)  # evidence_lr kept
 
     # predict never reads the training files: they are gone now.
     train.unlink()
