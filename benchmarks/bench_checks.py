@@ -40,7 +40,8 @@ def share(rows: list[dict], bits: list[bool], want: bool) -> str:
 
 
 def main() -> int:
-    from mathverify.evidence.checks import _body, answer_supported, arithmetic, flawed, flawed_in_order
+    from mathverify.evidence.answers import before_last_boxed
+    from mathverify.evidence.checks import answer_supported, arithmetic, flawed, flawed_in_order
 
     if not all((DATA / f).is_file() for f in SETS.values()):
         raise SystemExit(f"{DATA} holds no real answers: this benchmark needs the project's shared/ folder")
@@ -49,7 +50,7 @@ def main() -> int:
         started = time.perf_counter()
         bits = [flawed(r["solution"], r["answer"]) for r in rows]
         per_row = (time.perf_counter() - started) / len(rows) * 1e6
-        wrong = [arithmetic(_body(r["solution"]))[1] > 0 for r in rows]
+        wrong = [arithmetic(before_last_boxed(r["solution"]))[1] > 0 for r in rows]
         unsupported = [not answer_supported(r["solution"], r["answer"]) for r in rows]
         started = time.perf_counter()
         again = [b for _, b in flawed_in_order(rows, lambda r: (r["solution"], r["answer"]))]

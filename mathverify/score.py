@@ -236,7 +236,7 @@ def score_rows(verifier, rows: list, pool, aliases: dict, keep_above: Optional[f
         raws.append(raw)
     if not good:
         return []
-    examples = checked_examples(good, verifier.encoder, need_label=False)
+    examples = checked_examples(good, verifier.encoder, need_label=False, solution_checks=pool is not None)
     if pool is not None:
         for e in examples:
             e["evidence"] = eval_features(verifier.index, pool, e["digest"], e["answer_key"], "pool",

@@ -181,8 +181,9 @@ class Verifier:
     def _score(self, rows: Any) -> list[tuple[float, bool]]:
         from mathverify.evidence.index import attach_evidence
 
-        examples = checked_examples(_numbered(as_records(rows)), self.encoder, need_label=False)
-        if self.module.hparams.evidence:
+        evidence = self.module.hparams.evidence
+        examples = checked_examples(_numbered(as_records(rows)), self.encoder, need_label=False, solution_checks=evidence)
+        if evidence:
             attach_evidence(examples, self.index)
         return self.run(examples)
 

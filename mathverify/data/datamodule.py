@@ -244,7 +244,7 @@ class VerifyDataModule(StartupMixin, pl.LightningDataModule):
 
         Runs in ``setup``, before ``configure_model`` loads any weight, so a bad test file costs
         seconds (``examples.checked_examples``)."""
-        return checked_examples(rows, self.encoder, need_label)
+        return checked_examples(rows, self.encoder, need_label, solution_checks=self.hparams.evidence)
 
     # ----- loaders --------------------------------------------------------------------------
     def train_dataloader(self) -> DataLoader:

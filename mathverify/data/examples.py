@@ -99,14 +99,16 @@ def checked_id(value, name: str, number: int, seen: dict) -> tuple[Optional[str]
     return str(text), None
 
 
-def checked_examples(rows: Iterable[tuple[str, int, dict]], encoder, need_label: bool) -> list[dict]:
+def checked_examples(rows: Iterable[tuple[str, int, dict]], encoder, need_label: bool,
+                     solution_checks: bool = True) -> list[dict]:
     """Check every raw row (``(file name, row number, row)``), then tokenize them all.
 
     A bad row is an error, never skipped: the ``DataError`` lists the first few as
     ``FILE: row N, column C: reason``. Each example: input_ids, row_index (position in ``rows``),
     digest (``split.question_digest``), question (its text), id (the ``ID`` column, else the position), answer,
-    answer_key, flawed (``evidence.checks.flawed`` of its solution), view 0, own_in ``"pool"`` (see
-    ``evidence.eval_features``) and, with ``need_label``, label.
+    answer_key, view 0, own_in ``"pool"`` (see ``evidence.eval_features``), with ``solution_checks``
+    flawed (``evidence.checks.flawed`` of its solution: only the evidence reads it) and, with
+    ``need_label``, label.
     """
     clean, errors, seen_ids = [], [], {}
     for name, number, raw in rows:
@@ -129,8 +131,9 @@ def checked_examples(rows: Iterable[tuple[str, int, dict]], encoder, need_label:
     for index, (row, input_ids) in enumerate(zip(clean, ids)):
         example = {"input_ids": input_ids, "row_index": index, "digest": row["digest"], "question": row["question"],
                    "id": row["id"] if row["id"] is not None else str(index),
-                   "answer": row["answer"], "answer_key": answer_key(row["answer"]),
-                   "flawed": flawed(row["solution"], row["answer"]), "view": 0, "own_in": "pool"}
+                   "answer": row["answer"], "answer_key": answer_key(row["answer"]), "view": 0, "own_in": "pool"}
+        if solution_checks:
+            example["flawed"] = flawed(row["solution"], row["answer"])
         if need_label:
             example["label"] = row["label"]
         examples.append(example)

@@ -41,6 +41,13 @@ _CHOICE = re.compile(r"^\(?([A-Ea-e])\)?$")
 _KEEP_WORDS = {"i", "e", "pi", "inf", "infty", "infinity", "sqrt", "frac", "cdot", "times"}
 
 
+def before_last_boxed(text: str) -> str:
+    """The text before its last ``\\boxed{`` (all of it when there is none): a solution without its
+    final statement."""
+    starts = [m.start() for m in _BOXED.finditer(text)]
+    return text[: starts[-1]] if starts else text
+
+
 def last_boxed(text: str) -> str | None:
     """The content of the last ``\\boxed{...}`` (balanced braces), or None."""
     starts = [m.end() for m in _BOXED.finditer(text)]

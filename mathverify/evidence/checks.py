@@ -32,7 +32,8 @@ from functools import lru_cache
 from itertools import islice
 from typing import Callable, Iterable, Iterator, Optional, TypeVar
 
-from mathverify.evidence.answers import _as_number, answer_key, last_boxed
+from mathverify.evidence.answers import answer_key, before_last_boxed, last_boxed
+from mathverify.evidence.equality import is_plain_number
 
 T = TypeVar("T")
 
@@ -145,16 +146,9 @@ def _arithmetic(plain: str) -> tuple[int, int]:
 
 
 # ----- the answer against the body ----------------------------------------------------------
-_BOXED = re.compile(r"\\(?:boxed|fbox)\s*\{")
 _NUMBER = re.compile(r"(?<![\w.])-?\d+(?:\.\d+)?(?:/\d+)?(?![\w])")
 _PLAIN_FRACTION = re.compile(r"\((-?\d+)\)/\((\d+)\)")  # \frac{1}{2} after _plain: (1)/(2)
 _NORMALISE = re.compile(r"\s+|\\left|\\right|\\!|\\,|\\;|\$|\\displaystyle")
-
-
-def _body(solution: str) -> str:
-    """The solution before its final statement: up to the last ``\\boxed{`` (all of it without one)."""
-    starts = [m.start() for m in _BOXED.finditer(solution)]
-    return solution[: starts[-1]] if starts else solution
 
 
 def _mentions(plain: str, target: Fraction) -> bool:
@@ -176,7 +170,7 @@ def answer_supported(solution: str, answer: str) -> bool:
     spaces and ``\\left``/``\\right`` ignored, its ``\\dfrac`` spelled ``\\frac``. An empty answer
     counts as supported (it has a feature of its own).
     """
-    body = _body(solution)
+    body = before_last_boxed(solution)
     return _supported(body, _plain(body), answer)
 
 
@@ -184,9 +178,8 @@ def _supported(body: str, plain: str, answer: str) -> bool:
     key = answer_key(answer)
     if not key:
         return True
-    number = _as_number(key)
-    if number is not None:
-        return _mentions(plain, number)
+    if is_plain_number(key):  # keys of numbers are exact: "12", "-3/4"
+        return _mentions(plain, Fraction(key))
     inner = last_boxed(answer)
     text = _NORMALISE.sub("", (inner if inner is not None else answer).replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac"))
     return bool(text) and text in _NORMALISE.sub("", body.replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac"))
@@ -194,7 +187,7 @@ def _supported(body: str, plain: str, answer: str) -> bool:
 
 def flawed(solution: str, answer: str) -> bool:
     """A wrong arithmetic step, or an answer the body never reached: the bit the evidence index counts."""
-    body = _body(solution)
+    body = before_last_boxed(solution)
     plain = _plain(body)
     return ("=" in body and _arithmetic(plain)[1] > 0) or not _supported(body, plain, answer)
 
