@@ -107,3 +107,30 @@ def test_flawed_in_order_keeps_the_stream_order_across_worker_processes(monkeypa
     out = list(checks.flawed_in_order(items, lambda item: (item[1], item[2]), workers=2))
     assert [item for item, _ in out] == items
     assert [bit for _, bit in out] == [i % 7 == 0 for i in range(400)]  # every 7th step is wrong
+
+
+# Long runs that no match can use: with backtracking regular expressions these cost seconds to hours
+# (quadratic in a run of numbers without '=', cubic in a run of letters after a number); read in
+# one linear pass they take milliseconds. 200 KB each, a second each allowed (linear: ~0.1 s).
+PATHOLOGICAL = {
+    "numbers without an equality": "1 " * 100_000 + "a = b",
+    "a run of letters after a number": "1" + "a" * 200_000 + "!",
+    "digits then a letter": "1" * 200_000 + "a",
+    "thousands groups": "1" + ",234" * 50_000 + "5",
+    "one long sum": "1+" * 100_000 + "1 = 2",
+}
+
+
+@pytest.mark.parametrize("name", list(PATHOLOGICAL))
+def test_long_runs_of_numbers_or_letters_are_read_in_linear_time(name):
+    import time
+
+    from mathverify.evidence.answers import answer_key
+
+    text = PATHOLOGICAL[name]
+    started = time.perf_counter()
+    answer_key.cache_clear()
+    answer_key(text)
+    flawed(text, text)
+    arithmetic(text)
+    assert time.perf_counter() - started < 1.0, f"{name}: not linear"

@@ -32,9 +32,11 @@ _LEAD = re.compile(r"^(?:the\s+)?(?:final\s+)?(?:answer\s*(?:is)?\s*[:=]?\s*)", 
 _VAR_EQ = re.compile(r"^[a-zA-Z](?:_\{?\w+\}?)?\s*=\s*(?=[^=])")
 _THOUSANDS = re.compile(r"(?<![\d.])(\d{1,3}(?:,\d{3})+)(?![\d])")
 # Unit words after a number: two letters or more ("5 cm", "18 dollars"); one letter is a variable ("5x").
-_UNIT_TAIL = re.compile(r"(?<=[\d}])\s*(?:[a-zA-Z]{2,}\.?\s*){1,3}$")
+# a word is taken whole ((?![a-zA-Z])): else a long run of letters could be cut into words in
+# cubically many ways before the match fails (seconds for an 800-letter answer)
+_UNIT_TAIL = re.compile(r"(?<=[\d}])\s*(?:[a-zA-Z]{2,}(?![a-zA-Z])\.?\s*){1,3}$")
 _SPACE_THOUSANDS = re.compile(r"(?<![\d.])(\d{1,3}(?: \d{3})+)(?![\d])")  # 9 500 (a thin-space style)
-_NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
+_NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")  # not \d+\.?\d*: quadratic on a failed match
 _FRAC = re.compile(r"([+-]?)\\frac\{([^{}]+)\}\{([^{}]+)\}")
 _CHOICE = re.compile(r"^\(?([A-Ea-e])\)?$")
 # Words that are units or filler after a number ("18 dollars", "5 cm", "3 hours").

@@ -45,7 +45,9 @@ _MATH_DELIMS = re.compile(r"\\[()\[\]]|\$")
 _TIMES_X = re.compile(r"(?<=\d)\s*[xX]\s*(?=[\d(])")  # 3 x 60: multiplication, not a variable
 _THOUSANDS = re.compile(r"(?<=\d),(?=\d{3}(?!\d))")
 _BRACED_NUMBERS = re.compile(r"\{([\d.+\-*/^ ()]+)\}")
-_RUN = re.compile(r"[\d.+\-*/^()= ]*=[\d.+\-*/^()= ]*")  # a stretch of numbers, operators and '='
+# a stretch of numbers, operators and '=' (those holding an '=' are read): one greedy class, not
+# "[...]*=[...]*", which retries from every position of a long run that holds no '=' (quadratic)
+_RUN = re.compile(r"[\d.+\-*/^()= ]+")
 _SIDE = re.compile(r"^[\d.+\-*/^() ]+$")
 _BAD_SIDE = re.compile(r"\d\s+[\d(]|\)\s*\d|\.\D|\.$|\d\.\d+\.")  # "3 4", ")5", "1.2.3": not one expression
 _HAS_OPERATOR = re.compile(r"[\d)]\s*[+\-*/^(]")
@@ -131,6 +133,8 @@ def arithmetic(text: str) -> tuple[int, int]:
 def _arithmetic(plain: str) -> tuple[int, int]:
     checked = wrong = 0
     for match in _RUN.finditer(plain):
+        if "=" not in match.group(0):
+            continue
         sides = _sides(plain, match)
         values = [_value(s) if s != "?" else None for s in sides]
         for i in range(len(sides) - 1):
