@@ -118,6 +118,8 @@ PATHOLOGICAL = {
     "digits then a letter": "1" * 200_000 + "a",
     "thousands groups": "1" + ",234" * 50_000 + "5",
     "one long sum": "1+" * 100_000 + "1 = 2",
+    "nested roots never closed": "√(" * 100_000,
+    "roots and scripts": "2√3π²₃" * 40_000,
 }
 
 

@@ -27,7 +27,10 @@ MUST_MEET = [
     (r"\frac{1}{2}", "0.5"), (r"\dfrac{3}{4}", "0.75"), ("$1,000.00", "1000"), ("18 dollars", "18"), ("(1, 2)", "(1,2)"),
     # pairs of real MATH Level-5 answers (shared/data, both labelled correct by the gold grader)
     ("sqrt(25)", "5"), (r"\frac{a-1}{1-a}", "-1"), ("10 * 2^9", "5120"), (r"\sqrt{89}", "sqrt(89)"),
-    ("5*sqrt(6)", "sqrt(150)"), ("-221_3", "-221"),
+    ("5*sqrt(6)", "sqrt(150)"), ("-221_3", "-221"), ("6√2", "6 * sqrt(2)"), ("7 + √11", r"7 + \sqrt{11}"),
+    ("1112112₃", "1112112_3"),
+    # Unicode against LaTeX and ASCII (math-verify alone reads "6√2" as 6 and "√27" as nothing)
+    ("√27", r"3\sqrt{3}"), ("√27", "3*sqrt(3)"), ("(1 + √3) / 2", r"\frac{1+\sqrt{3}}{2}"), ("25π", r"25\pi"),
 ]
 MUST_NOT_MEET = [
     # hand-made: what the key stage used to merge
@@ -35,7 +38,8 @@ MUST_NOT_MEET = [
     # no float tolerance between two numbers; order and brackets of intervals matter
     ("0.333", r"\frac{1}{3}"), ("3.14", r"\pi"), ("(1,2)", "[1,2]"), ("x+1", "x-1"),
     # real answers that differ (MATH Level-5, one or both wrong)
-    ("7 + √11", "7 + sqrt(69)"), ("60/43", "1.3953488372093023"),
+    ("7 + √11", "7 + sqrt(69)"), ("60/43", "1.3953488372093023"), ("4√3", "2√3"), ("√27", "sqrt(150)"),
+    ("6√2", "6"),
     # prose stays with its exact key (GSM8K answers written as sentences are graded wrong)
     ("Jamaar can buy 3 plums.", "3"), ("The cost of one monitor is $300.", "300"),
 ]

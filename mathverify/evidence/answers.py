@@ -4,8 +4,9 @@
 ``"1000"``; ``"\\frac{1}{2}"``, ``"\\dfrac12"``, ``"1/2"`` and ``"0.5"`` are all ``"1/2"``.
 Numbers become exact fractions (``fractions.Fraction``: no float rounding, ``0.333 != 1/3``);
 anything else becomes a normalised LaTeX string (no spaces, ``\\left``/``\\right``, ``\\text{}``
-or ``\\dfrac`` spelling, unit words or ``^\\circ``). Cheap symbolic equality only: ``2\\sqrt{3}``
-and ``\\sqrt{12}`` stay apart.
+or ``\\dfrac`` spelling, unit words or ``^\\circ``); Unicode maths becomes LaTeX (``6√2`` =
+``6\\sqrt{2}``, ``25π`` = ``25\\pi``, ``x²`` = ``x^2``, ``1112112₃`` = ``1112112_3``). Cheap symbolic
+equality only: ``2\\sqrt{3}`` and ``\\sqrt{12}`` stay apart.
 
 Why not Hugging Face's ``math-verify``: it answers "are these two equal?" (parse both with sympy,
 then compare) but gives no hashable key, so counting how many solutions of a question agree
@@ -39,6 +40,16 @@ _SPACE_THOUSANDS = re.compile(r"(?<![\d.])(\d{1,3}(?: \d{3})+)(?![\d])")  # 9 50
 _NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")  # not \d+\.?\d*: quadratic on a failed match
 _FRAC = re.compile(r"([+-]?)\\frac\{([^{}]+)\}\{([^{}]+)\}")
 _CHOICE = re.compile(r"^\(?([A-Ea-e])\)?$")
+# Unicode maths as the LaTeX (or ASCII) people type for it; a trailing space keeps "π r" from
+# becoming the command "\\pir" (spaces after commands are settled below)
+_UNICODE = str.maketrans({"−": "-", "×": "*", "·": "*", "⋅": "*", "÷": "/", "π": "\\pi ", "∞": "\\infty ",
+                          "±": "\\pm ", "≤": "\\le ", "≥": "\\ge ", "≠": "\\ne ", "∈": "\\in ", "∪": "\\cup ",
+                          "½": "\\frac{1}{2}", "¼": "\\frac{1}{4}", "¾": "\\frac{3}{4}"})
+_SUPERSCRIPT = "⁰¹²³⁴⁵⁶⁷⁸⁹⁻"
+_SUBSCRIPT = "₀₁₂₃₄₅₆₇₈₉"
+_SCRIPT_RUN = re.compile(f"[{_SUPERSCRIPT}]+|[{_SUBSCRIPT}]+")
+_SCRIPT_DIGITS = str.maketrans(_SUPERSCRIPT + _SUBSCRIPT, "0123456789-" + "0123456789")
+_ROOT_ARGUMENT = re.compile(r"\d+(?:\.\d+)?|[a-zA-Z]|\\[a-zA-Z]+")  # √2, √2.5, √x, √\pi
 # Words that are units or filler after a number ("18 dollars", "5 cm", "3 hours").
 _KEEP_WORDS = {"i", "e", "pi", "inf", "infty", "infinity", "sqrt", "frac", "cdot", "times"}
 
@@ -73,6 +84,8 @@ def answer_key(text: object) -> str:
     boxed = last_boxed(s)
     s = boxed if boxed is not None else s
     s = s.strip().strip(".").strip()
+    if not s.isascii():
+        s = _unicode_as_latex(s)
     s = s.replace("\\$", "").replace("$", "").replace("\\%", "").replace("%", "")
     s = s.replace("\\(", "").replace("\\)", "").replace("\\[", "").replace("\\]", "")
     for _ in range(3):  # nested \text{\textbf{...}}
@@ -106,6 +119,50 @@ def answer_key(text: object) -> str:
     s = re.sub(r"\s+", "", s).replace("\x00", " ")
     s = re.sub(r"(?<=\d)\.0+(?!\d)", "", s)  # 3.0 inside an expression: (3.0, 4) -> (3,4)
     return s
+
+
+def _unicode_as_latex(s: str) -> str:
+    """``6√2`` -> ``6\\sqrt{2}``, ``√(x+1)`` -> ``\\sqrt{x+1}``, ``25π`` -> ``25\\pi``, ``x²`` -> ``x^2``,
+    ``x¹⁰`` -> ``x^{10}``, ``1112112₃`` -> ``1112112_3``. Linear time: brackets are matched in one pass."""
+    s = _SCRIPT_RUN.sub(_script_as_latex, s).translate(_UNICODE)
+    if "√" not in s:
+        return s
+    closing, stack = {}, []  # position of "(" or "{" -> position of its partner
+    for i, ch in enumerate(s):
+        if ch in "({":
+            stack.append(i)
+        elif ch in ")}" and stack and s[stack[-1]] == ("(" if ch == ")" else "{"):
+            closing[stack.pop()] = i
+    out, braces, i = [], set(), 0  # braces: closing brackets of a root's argument, written as "}"
+    while i < len(s):
+        if i in braces:
+            out.append("}")
+            i += 1
+        elif s[i] != "√":
+            out.append(s[i])
+            i += 1
+        else:
+            j = i + 1
+            while j < len(s) and s[j] == " ":
+                j += 1
+            argument = _ROOT_ARGUMENT.match(s, j)
+            if j in closing:  # √(x+1), √{x}: the bracket's content, itself read on as the loop goes
+                out.append("\\sqrt{")
+                braces.add(closing[j])
+                i = j + 1
+            elif argument:
+                out.append("\\sqrt{" + argument.group(0) + "}")
+                i = argument.end()
+            else:
+                out.append("\\sqrt")
+                i = j
+    return "".join(out)
+
+
+def _script_as_latex(run: re.Match) -> str:
+    digits = run.group(0).translate(_SCRIPT_DIGITS)
+    mark = "^" if run.group(0)[0] in _SUPERSCRIPT else "_"
+    return f"{mark}{digits}" if len(digits) == 1 else f"{mark}{{{digits}}}"
 
 
 def _as_number(s: str) -> Fraction | None:
