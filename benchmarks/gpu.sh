@@ -38,8 +38,9 @@ else
   TRAIN=(--steps "${GPU_STEPS:-6}" --micro-batch "${GPU_MICRO_BATCH:-4}" --accumulate "${GPU_ACCUMULATE:-6}"
          --length-scale "${GPU_LENGTH_SCALE:-3}")
   PRED=(--rows "${GPU_PREDICT_ROWS:-300}" --length-scale "${GPU_LENGTH_SCALE:-3}" --unpadded-rows 60)
-  QUANTS=(none)
-  "$PY" -c "import bitsandbytes" 2>/dev/null && QUANTS+=(4bit)
+  QUANTS=()
+  "$PY" -c "import bitsandbytes" 2>/dev/null && QUANTS+=(4bit)  # the seed's recipe first
+  QUANTS+=(none)
 fi
 
 {
@@ -57,13 +58,60 @@ DEV=cpu; DT=float32; MM=1024
   >> "$OUT/report.md" 2> "$OUT/matmul.err" || STATUS=1
 PEAK=$("$PY" -c "import json; print(json.load(open('$OUT/matmul.json'))['best_gflops'])" 2>/dev/null || echo 0)
 
-for Q in "${QUANTS[@]}"; do
-  echo -e "\n## Training, quantization $Q\n" >> "$OUT/report.md"
-  "$PY" benchmarks/bench_train.py "${COMMON[@]}" "${TRAIN[@]}" --quantization "$Q" --profile \
-    --matmul-peak-gflops "$PEAK" --json "$OUT/train_$Q.json" >> "$OUT/report.md" 2> "$OUT/train_$Q.err" || STATUS=1
-done
-echo -e "\n## Prediction\n" >> "$OUT/report.md"
-"$PY" benchmarks/bench_predict.py "${COMMON[@]}" "${PRED[@]}" --json "$OUT/predict.json" \
-  >> "$OUT/report.md" 2> "$OUT/predict.err" || STATUS=1
+# The shipped one-GPU QLoRA config through the real CLI (fit a few steps, then predict), on the same
+# saved random backbone the benchmarks use; GPU memory sampled by nvidia-smi every 0.5 s.
+echo -e "\n## configs/llama3-8b-qlora.yaml through the CLI (benchmarks/gpu_cli.yaml: 12 steps; $(date -u +%T))\n" >> "$OUT/report.md"
+CLI_LOGS="${CLI_LOGS:-/tmp/mathverify-gpu-cli}"; rm -rf "$CLI_LOGS"  # checkpoints stay out of $OUT
+SHAPE="${COMMON[1]}"; LAYERS=None; [ "$SMOKE" = 0 ] && LAYERS="${GPU_LAYERS:-32}"
+MODEL_DIR=$("$PY" -c "import sys; sys.path.insert(0, 'benchmarks'); from common import build_backbone
+print(build_backbone('$SHAPE', $LAYERS, device='$DEV', dtype='$DT'))" 2> "$OUT/cli_build.err") || STATUS=1
+CLI_ARGS=(--config configs/llama3-8b-qlora.yaml --config benchmarks/gpu_cli.yaml --model.backbone "$MODEL_DIR"
+          --logs_dir "$CLI_LOGS")
+[ "$SMOKE" = 1 ] && CLI_ARGS+=(--trainer.accelerator cpu --trainer.precision 32-true --model.dtype float32
+                               --model.max_length 512 --data.num_workers 0)
+if [ "$SMOKE" = 0 ]; then
+  nvidia-smi --query-gpu=timestamp,memory.used --format=csv,noheader,nounits -lms 500 > "$OUT/cli_gpu_memory.csv" 2>/dev/null &
+  SMI=$!
+fi
+T0=$(date +%s)
+timeout "${GPU_CLI_TIMEOUT:-300}" "$PY" -m mathverify fit "${CLI_ARGS[@]}" > "$OUT/cli_fit.log" 2>&1 || STATUS=1
+T1=$(date +%s)
+timeout 150 "$PY" -m mathverify predict "${CLI_ARGS[@]}" --ckpt_path gpu-cli:last --data.predict_files synthetic-test:400:7 \
+  --submission "$OUT/cli_submission.csv" > "$OUT/cli_predict.log" 2>&1 || STATUS=1
+T2=$(date +%s)
+[ "$SMOKE" = 0 ] && kill "$SMI" 2>/dev/null
+{
+  echo "fit: $((T1 - T0)) s wall (start-up, 4-bit load, evidence index, 12 steps x 24 rows, validation); predict 400 rows: $((T2 - T1)) s wall"
+  echo '```'; grep -E "^round |^ +[0-9]+ +[0-9]+ +[0-9]+ " "$OUT/cli_fit.log" | tail -5; tail -3 "$OUT/cli_predict.log"; echo '```'
+  "$PY" - "$CLI_LOGS" <<'PYEOF' 2>/dev/null
+import glob, sys
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+for f in sorted(glob.glob(sys.argv[1] + "/gpu-cli/version_*/events.out.tfevents.*")):
+    acc = EventAccumulator(f, size_guidance={"scalars": 0}); acc.Reload()
+    peaks = [t for t in acc.Tags()["scalars"] if t.endswith("allocated_bytes.all.peak")]
+    for t in peaks:
+        print(f"peak CUDA memory allocated by torch during training ({t.split('/')[0]}): "
+              f"{max(e.value for e in acc.Scalars(t)) / 2**30:.2f} GiB")
+    for t in [t for t in acc.Tags()["scalars"] if t.startswith("train/") and "per_sec" in t][:4]:
+        print(f"{t}: last {acc.Scalars(t)[-1].value:.2f}")
+PYEOF
+  [ -s "$OUT/cli_gpu_memory.csv" ] && awk -F', ' '$2 > m {m = $2} END {print "peak GPU memory in use (nvidia-smi, whole device):", m, "MiB"}' "$OUT/cli_gpu_memory.csv"
+} >> "$OUT/report.md"
+
+train() {  # one training comparison (ours vs TRL) at quantization $1
+  echo -e "\n## Training, quantization $1 ($(date -u +%T))\n" >> "$OUT/report.md"
+  "$PY" benchmarks/bench_train.py "${COMMON[@]}" "${TRAIN[@]}" --quantization "$1" --profile \
+    --matmul-peak-gflops "$PEAK" --json "$OUT/train_$1.json" >> "$OUT/report.md" 2> "$OUT/train_$1.err" || STATUS=1
+}
+predict() {
+  echo -e "\n## Prediction ($(date -u +%T))\n" >> "$OUT/report.md"
+  "$PY" benchmarks/bench_predict.py "${COMMON[@]}" "${PRED[@]}" --json "$OUT/predict.json" \
+    >> "$OUT/report.md" 2> "$OUT/predict.err" || STATUS=1
+}
+# Order of value if the time runs out: the seed's recipe (4-bit) first, prediction, then 16-bit LoRA.
+train "${QUANTS[0]}"
+predict
+for Q in "${QUANTS[@]:1}"; do train "$Q"; done
+echo -e "\n(finished $(date -u +%T))" >> "$OUT/report.md"
 cat "$OUT/report.md"
 exit $STATUS

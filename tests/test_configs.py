@@ -61,3 +61,23 @@ def test_config_builds_what_it_says(config, tmp_path):
     assert callbacks[RoundCheckpoint].monitor == "val/loss"
     assert trainer.gradient_clip_val == 1.0 and trainer.gradient_clip_algorithm in (None, "norm")
     assert cli.config["seed_everything"] == said["seed_everything"]
+
+
+def test_gpu_check_overlay_keeps_the_shipped_qlora_config(tmp_path):
+    """benchmarks/gpu.sh runs configs/llama3-8b-qlora.yaml with benchmarks/gpu_cli.yaml on top: the
+    overlay must replace only the rounds and the data size, so it repeats the shipped callbacks list."""
+    from callbacks.rounds import StepRounds
+
+    root = Path(__file__).resolve().parents[1]
+    shipped, overlay = root / "configs" / "llama3-8b-qlora.yaml", root / "benchmarks" / "gpu_cli.yaml"
+    said = yaml.safe_load(shipped.read_text())
+    cli = _run(["--config", str(shipped), "--config", str(overlay), "--logs_dir", str(tmp_path), *ON_CPU], run=False)
+    shipped_callbacks = [c["class_path"] for c in said["trainer"]["callbacks"]]
+    built = [f"{type(c).__module__}.{type(c).__name__}" for c in cli.trainer.callbacks]
+    for path in shipped_callbacks:
+        assert any(b.endswith(path.split(".")[-1]) for b in built), f"overlay drops {path}"
+    assert any(b.endswith("DeviceStatsMonitor") for b in built)
+    assert next(c for c in cli.trainer.callbacks if isinstance(c, StepRounds)).rounds[0]["steps"] == 12
+    for key in MODEL_KEYS:
+        if key in said["model"]:
+            assert cli.model.hparams[key] == said["model"][key], key
