@@ -19,7 +19,10 @@ submission gets), at 0.5, the predicted-True rate beside the truth, expected cal
 test or training, gave the same answer string: the tool's rule) and, for seen, the known-label rule.
 ``--by`` adds accuracy per answering model and per number of same-question siblings (every
 question's eight answers come from eight different models: a model that only spots a writer's
-style would show as a per-model accuracy that follows the writer, not the answer).
+style would show as a per-model accuracy that follows the writer, not the answer) and, on seen
+cases, per situation of the known-label rule (the row's answer labelled right, another answer
+labelled right, the answer labelled wrong, no right label and the string agrees / is alone), beside
+the rule's accuracy on the same rows.
 """
 
 from __future__ import annotations
@@ -100,8 +103,9 @@ def writer_of_rows(case: str) -> dict[tuple[str, str], str]:
     return out
 
 
-def rules(folder: Path) -> dict[str, list[bool]]:
-    """The reference rules' decision per test row (same definitions as the shared tool)."""
+def rules(folder: Path) -> dict[str, list]:
+    """The reference rules' decision per test row (same definitions as the shared tool), and the
+    situation that decides the known-label rule's answer ("situation", for ``--by``)."""
     train, test = read_csv(folder / "train.csv"), read_csv(folder / "test.csv")
     known = collections.defaultdict(list)
     for r in train:
@@ -110,7 +114,7 @@ def rules(folder: Path) -> dict[str, list[bool]]:
     for r in test:
         siblings[r["question"]].append(r["ID"])
     answer = {r["ID"]: r["answer"] for r in test}
-    agreement, known_label = [], []
+    agreement, known_label, situation = [], [], []
     for r in test:
         others = [answer[i] for i in siblings[r["question"]] if i != r["ID"]] + [a for a, _ in known[r["question"]]]
         agree = r["answer"] in others
@@ -118,7 +122,11 @@ def rules(folder: Path) -> dict[str, list[bool]]:
         wrong = {a for a, ok in known[r["question"]] if not ok}
         agreement.append(agree)
         known_label.append(True if r["answer"] in right else False if right or r["answer"] in wrong else agree)
-    return {"agreement": agreement, "known-label": known_label}
+        situation.append(None if not known[r["question"]] else "answer labelled right" if r["answer"] in right
+                         else "another answer labelled right" if right else "answer labelled wrong"
+                         if r["answer"] in wrong else "no right label, string agrees" if agree
+                         else "no right label, string alone")
+    return {"agreement": agreement, "known-label": known_label, "situation": situation}
 
 
 def auroc(p: list[float], y: list[bool]) -> float:
@@ -165,10 +173,21 @@ def score(folder: Path, run_dir: Path, by: bool, writers: dict) -> dict:
         groups = collections.defaultdict(list)
         count = collections.Counter(r["question"] for r in test)
         train_count = collections.Counter(r["question"] for r in read_csv(folder / "train.csv"))
+        reference = rules(folder)
         for r, d, t in zip(test, decided, y):
             groups["model " + writers.get((r["question"], r["solution"]), "?")].append(d == t)
             groups[f"siblings {count[r['question']] - 1 + train_count[r['question']]}"].append(d == t)
         out["by"] = {k: (sum(v) / len(v), len(v)) for k, v in sorted(groups.items())}
+        # Seen cases: accuracy where the known-label rule decides by a label and where it falls back
+        # on agreement, beside the rule's own accuracy on the same rows.
+        situated = collections.defaultdict(lambda: [0, 0, 0])  # rows, model right, rule right
+        for where, d, t, g in zip(reference["situation"], decided, y, reference["known-label"]):
+            if where is not None:
+                situated[where][0] += 1
+                situated[where][1] += d == t
+                situated[where][2] += g == t
+        for where, (rows, right, rule_right) in sorted(situated.items()):
+            out["by"][f"{where} (rule {rule_right / rows:.4f})"] = (right / rows, rows)
     return out
 
 
@@ -204,6 +223,8 @@ def main(argv: list[str] | None = None) -> int:
         y = [labels[r["ID"]] for r in read_csv(folder / "test.csv")]
         refs = {"majority": max(sum(y), len(y) - sum(y)) / len(y)}
         for rule, decided in rules(folder).items():
+            if rule == "situation":
+                continue
             if rule == "agreement" or case.endswith("seen") and not case.endswith("unseen"):
                 refs[rule] = sum(d == t for d, t in zip(decided, y)) / len(y)
         writers = writer_of_rows(case) if args.by else {}
@@ -231,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{known:>6} {r['fit_s']:>6.0f}")
     for r in table:
         for key, (acc, n) in r.get("by", {}).items():
-            print(f"  {r['case']:<13} {r['variant']:<9} {key:<36} {acc:.4f} ({n} rows)")
+            print(f"  {r['case']:<13} {r['variant']:<9} {key:<50} {acc:.4f} ({n} rows)")
     print(f"(cases and runs in {work})")
     return 0
 
