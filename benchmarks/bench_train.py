@@ -176,6 +176,7 @@ def child_ours(args) -> dict:
     params = [p for p in module.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.01)
     counts = _count(module.model, lm_head_rows=2)
+    decoder = module.model.get_base_model().get_decoder()  # counts tokens as it runs them (prefix or plain)
 
     # bf16 on a GPU: autocast, as the shipped GPU configs run (Lightning's precision bf16-mixed) and as
     # TRL runs with bf16=True; without it peft's float32 LoRA weights upcast every projection's input
@@ -210,7 +211,7 @@ def child_ours(args) -> dict:
             step_fn(batch)
             n += int(batch["lengths"].numel())
             t += int(batch["lengths"].sum())
-            c += computed_tokens(batch["lengths"], batch["shared_prefix"], args.shared_prefix_min_tokens)
+            c += computed_tokens(batch["lengths"], batch["shared_prefix"], args.shared_prefix_min_tokens, decoder)
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)

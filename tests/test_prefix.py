@@ -135,3 +135,22 @@ def test_flops_per_batch_counts_frozen_4x_trainable_6x_and_the_prefix_once(tiny_
     module._last_train_batch = (batch["lengths"], batch["shared_prefix"], batch["input_ids"])
     rows, shared = len(batch["lengths"]), batch["shared_prefix"]
     assert module.flops_per_batch == per_token * (int(batch["lengths"].sum()) - (rows - 1) * shared)
+
+
+def test_flops_per_batch_counts_every_token_where_the_decoder_takes_the_plain_pass(tiny_path, encoder, tokenizer,
+                                                                                    monkeypatch):
+    """A decoder without ``cache=`` (transformers before it, e.g. 5.17 on the GPU image) runs every
+    real token: the count must not subtract a prefix that was not shared."""
+    import mathverify.model.prefix
+    from mathverify.model.module import VerifierModule
+
+    module = VerifierModule(backbone=tiny_path, lora_r=4)
+    module.configure_model()
+    batch = _batch(encoder, tokenizer)
+    assert batch["shared_prefix"] >= module.hparams.shared_prefix_min_tokens  # the shared pass would apply
+    module._last_train_batch = (batch["lengths"], batch["shared_prefix"], batch["input_ids"])
+    shared_count = module.flops_per_batch
+    monkeypatch.setattr(mathverify.model.prefix, "_supports_prefix_cache", lambda decoder_class: False)
+    plain_count = module.flops_per_batch
+    assert plain_count == module._flops_per_token * int(batch["lengths"].sum())
+    assert plain_count > shared_count

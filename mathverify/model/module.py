@@ -280,7 +280,8 @@ class VerifierModule(pl.LightningModule):
         lengths, shared, input_ids = self._last_train_batch
         if shared is None:
             shared = shared_prefix_length(input_ids, lengths)
-        return self._flops_per_token * computed_tokens(lengths, shared, self.hparams.shared_prefix_min_tokens)
+        decoder = self.model.get_base_model().get_decoder()
+        return self._flops_per_token * computed_tokens(lengths, shared, self.hparams.shared_prefix_min_tokens, decoder)
 
     def on_validation_epoch_start(self) -> None:
         self.epoch_rows.reset()

@@ -17,6 +17,7 @@ from __future__ import annotations
 import inspect
 from contextlib import contextmanager
 from functools import lru_cache
+from typing import Optional
 
 import torch
 from torch import nn
@@ -92,8 +93,13 @@ def _prefix_to_share(rows: int, shared: int, min_shared: int) -> int:
     return shared if min_shared > 0 and rows > 1 and shared >= min_shared else 0
 
 
-def computed_tokens(lengths: torch.Tensor, shared: int, min_shared: int) -> int:
-    """Token positions ``last_hidden_states`` runs for a batch (real tokens, the prefix counted once)."""
+def computed_tokens(lengths: torch.Tensor, shared: int, min_shared: int, decoder: Optional[nn.Module] = None) -> int:
+    """Token positions ``last_hidden_states`` runs for a batch (real tokens, the prefix counted once).
+
+    ``decoder``: count as this decoder runs; one without the ``cache=`` keyword (older transformers)
+    takes the plain pass, where every real token is computed."""
+    if decoder is not None and not _supports_prefix_cache(type(decoder)):
+        min_shared = 0
     rows = int(lengths.numel())
     return int(lengths.sum()) - (rows - 1) * _prefix_to_share(rows, shared, min_shared)
 
