@@ -89,9 +89,13 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 for f in sorted(glob.glob(sys.argv[1] + "/gpu-cli/version_*/events.out.tfevents.*")):
     acc = EventAccumulator(f, size_guidance={"scalars": 0}); acc.Reload()
     peaks = [t for t in acc.Tags()["scalars"] if t.endswith("allocated_bytes.all.peak")]
-    for t in peaks:
-        print(f"peak CUDA memory allocated by torch during training ({t.split('/')[0]}): "
+    for t in peaks[:1]:  # one hook suffices: the peak counts from the process's start (loading included)
+        print(f"peak CUDA memory allocated by torch since the process started: "
               f"{max(e.value for e in acc.Scalars(t)) / 2**30:.2f} GiB")
+    # What training itself holds: allocated at each training batch's end, first step and largest.
+    for t in [t for t in acc.Tags()["scalars"] if t.endswith("on_train_batch_end/allocated_bytes.all.current")]:
+        values = [e.value / 2**30 for e in acc.Scalars(t)]
+        print(f"allocated at the end of a training batch: first {values[0]:.2f} GiB, largest {max(values):.2f} GiB")
     for t in [t for t in acc.Tags()["scalars"] if t.startswith("train/") and "per_sec" in t][:4]:
         print(f"{t}: last {acc.Scalars(t)[-1].value:.2f}")
 PYEOF
