@@ -103,6 +103,9 @@ def writer_of_rows(case: str) -> dict[tuple[str, str], str]:
     return out
 
 
+BY_LABEL = {"answer labelled right": True, "another answer labelled right": False, "answer labelled wrong": False}
+
+
 def rules(folder: Path) -> dict[str, list]:
     """The reference rules' decision per test row (same definitions as the shared tool), and the
     situation that decides the known-label rule's answer ("situation", for ``--by``)."""
@@ -120,12 +123,13 @@ def rules(folder: Path) -> dict[str, list]:
         agree = r["answer"] in others
         right = {a for a, ok in known[r["question"]] if ok}
         wrong = {a for a, ok in known[r["question"]] if not ok}
+        where = (None if not known[r["question"]] else "answer labelled right" if r["answer"] in right
+                 else "another answer labelled right" if right else "answer labelled wrong"
+                 if r["answer"] in wrong else "no right label, string agrees" if agree
+                 else "no right label, string alone")
         agreement.append(agree)
-        known_label.append(True if r["answer"] in right else False if right or r["answer"] in wrong else agree)
-        situation.append(None if not known[r["question"]] else "answer labelled right" if r["answer"] in right
-                         else "another answer labelled right" if right else "answer labelled wrong"
-                         if r["answer"] in wrong else "no right label, string agrees" if agree
-                         else "no right label, string alone")
+        known_label.append(BY_LABEL.get(where, agree))  # no deciding label: agreement
+        situation.append(where)
     return {"agreement": agreement, "known-label": known_label, "situation": situation}
 
 
@@ -156,7 +160,8 @@ def ece(p: list[float], y: list[bool], bins: int = 10) -> float:
     return total / len(p)
 
 
-def score(folder: Path, run_dir: Path, by: bool, writers: dict) -> dict:
+def score(folder: Path, run_dir: Path, by: bool, writers: dict, reference: dict) -> dict:
+    """``reference``: ``rules(folder)``, computed once per case."""
     test = read_csv(folder / "test.csv")
     labels = {r["ID"]: r["is_correct"] == "True" for r in read_csv(folder / "test_labels.csv")}
     submitted = {r["ID"]: r["is_correct"] == "True" for r in read_csv(run_dir / "submission.csv")}
@@ -173,7 +178,6 @@ def score(folder: Path, run_dir: Path, by: bool, writers: dict) -> dict:
         groups = collections.defaultdict(list)
         count = collections.Counter(r["question"] for r in test)
         train_count = collections.Counter(r["question"] for r in read_csv(folder / "train.csv"))
-        reference = rules(folder)
         for r, d, t in zip(test, decided, y):
             groups["model " + writers.get((r["question"], r["solution"]), "?")].append(d == t)
             groups[f"siblings {count[r['question']] - 1 + train_count[r['question']]}"].append(d == t)
@@ -222,11 +226,9 @@ def main(argv: list[str] | None = None) -> int:
         labels = {r["ID"]: r["is_correct"] == "True" for r in read_csv(folder / "test_labels.csv")}
         y = [labels[r["ID"]] for r in read_csv(folder / "test.csv")]
         refs = {"majority": max(sum(y), len(y) - sum(y)) / len(y)}
-        for rule, decided in rules(folder).items():
-            if rule == "situation":
-                continue
-            if rule == "agreement" or case.endswith("seen") and not case.endswith("unseen"):
-                refs[rule] = sum(d == t for d, t in zip(decided, y)) / len(y)
+        reference = rules(folder)
+        for rule in ("agreement", "known-label") if case.endswith("-seen") else ("agreement",):
+            refs[rule] = sum(d == t for d, t in zip(reference[rule], y)) / len(y)
         writers = writer_of_rows(case) if args.by else {}
         for variant in args.variants.split(","):
             run_name = f"{case}-{variant}" + (f"-k{args.per_question}" if args.per_question else "")
@@ -239,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
             run([sys.executable, "-m", "mathverify", "predict", "--logs_dir", str(work / "runs"),
                  "--ckpt_path", f"{run_name}:best", "--data.predict_files", str(folder / "test.csv"),
                  "--probabilities", str(run_dir / "probabilities.csv"), "--trainer.enable_progress_bar", "false"])
-            result = score(folder, run_dir, args.by, writers)
+            result = score(folder, run_dir, args.by, writers, reference)
             result.update(case=case + (f"/{args.per_question}" if args.per_question else ""), variant=variant, fit_s=fit_s, **refs)
             table.append(result)
             print(json.dumps({k: v for k, v in result.items() if k != "by"}), file=sys.stderr, flush=True)
