@@ -15,8 +15,6 @@ NOT_THE_USERS = (  # (start of the message, why it is silenced)
     (r"Your `IterableDataset` has `__len__` defined", "the stream's length is each rank's exact batch count of a round"),
     (r"It is recommended to use `self.log\('(val|val_seen|test)/",
      "validation/test metrics are computed from every rank's rows, gathered before logging (sharding.EpochRows)"),
-    (r"Found \d+ module\(s\) in eval mode at the start of training",
-     "the frozen base stays in eval mode on purpose; LoRA (and its dropout) train"),
 )
 EVALUATING_A_FIT_CHECKPOINT = r"Be aware that when using `ckpt_path`"  # validate/predict need no training callbacks
 
