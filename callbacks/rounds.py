@@ -29,11 +29,17 @@ class Round(TypedDict, total=False):
 class StepRounds(Callback):
     """Runs training as a sequence of step-limited rounds.
 
+    ``data.batch_size`` is the most rows a micro-batch may hold (the memory knob): a round whose
+    ``batch_size`` is larger runs its micro-batch in pieces of the largest size that divides it and
+    fits, and accumulates that many times more, so its rows per optimizer step stay as set
+    (``--data.batch_size 1`` after an out-of-memory stop: 2 x 12 -> 1 x 24, still 24 rows per step).
+
     Args:
         rounds: one entry per round: ``steps`` (optimizer steps), and optionally ``accumulate``
-            (gradient-accumulation micro-batches, default 1), ``batch_size`` (micro-batch size,
-            default ``data.batch_size``), ``lr`` (peak learning rate from this round on; a parameter
-            group marked ``own_lr``, like the evidence head's, keeps its rate).
+            (gradient-accumulation micro-batches, default 1), ``batch_size`` (rows per micro-batch,
+            default ``data.batch_size``; more than ``data.batch_size`` is split as said above),
+            ``lr`` (peak learning rate from this round on; a parameter group marked ``own_lr``,
+            like the evidence head's, keeps its rate).
         stop_after_each_round: end ``fit`` after every round; the next ``fit --ckpt_path last``
             continues with the following round.
     """
@@ -50,6 +56,8 @@ class StepRounds(Callback):
         self._carried: dict[int, float] = {}  # round index -> seconds spent in it by earlier processes
         self._clock: Optional[tuple[int, float]] = None  # (round index, monotonic start) in this process
         self._rows_before: dict[int, int] = {}
+        self._most_rows: Optional[int] = None  # data.batch_size: the most rows per micro-batch (setup)
+        self._told: set[int] = set()  # rounds whose split was announced
 
     @property
     def total_steps(self) -> int:
@@ -65,6 +73,7 @@ class StepRounds(Callback):
         if datamodule is None or not hasattr(datamodule, "round_plan"):
             raise ValueError("StepRounds needs a datamodule with a round_plan attribute (VerifyDataModule)")
         datamodule.round_plan = self.plan
+        self._most_rows = int(datamodule.hparams.batch_size)
         trainer.reload_dataloaders_every_n_epochs = 1  # each round's loader: its length and batch size
         if trainer.max_steps not in (-1, None, self.total_steps):
             raise SettingsError(
@@ -74,10 +83,19 @@ class StepRounds(Callback):
         trainer.fit_loop.epoch_loop.max_steps = self.total_steps
         trainer.fit_loop.max_epochs = len(self.rounds)
 
+    def micro_batches(self, epoch: int) -> tuple[int, int]:
+        """(rows per micro-batch, micro-batches per optimizer step) of round ``epoch`` as it runs:
+        the round's own, or its micro-batch split to fit ``data.batch_size`` (same rows per step)."""
+        r = self.round_of(epoch)
+        most = self._most_rows or int(r.get("batch_size", 1))
+        rows, accumulate = int(r.get("batch_size", most)), int(r.get("accumulate", 1))
+        piece = fitting_divisor(rows, most)
+        return piece, accumulate * (rows // piece)
+
     def plan(self, epoch: int) -> tuple[int, Optional[int]]:
         """(micro-batches in this epoch, micro-batch size) for the data module."""
-        r = self.round_of(epoch)
-        return int(r["steps"]) * int(r.get("accumulate", 1)), r.get("batch_size")
+        rows, accumulate = self.micro_batches(epoch)
+        return int(self.round_of(epoch)["steps"]) * accumulate, rows
 
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         # A run resumed inside a round gets no on_train_epoch_start from Lightning: set the round up here.
@@ -90,7 +108,13 @@ class StepRounds(Callback):
         """This round's accumulation and learning rate, and its clock (idempotent within a round)."""
         epoch = trainer.current_epoch
         r = self.round_of(epoch)
-        trainer.accumulate_grad_batches = int(r.get("accumulate", 1))
+        rows, accumulate = self.micro_batches(epoch)
+        trainer.accumulate_grad_batches = accumulate
+        said = int(r.get("batch_size", rows))
+        if said != rows and epoch not in self._told:
+            self._told.add(epoch)
+            rank_zero_info(f"round {epoch + 1}: micro-batch {said} x {r.get('accumulate', 1)} runs as {rows} x {accumulate} "
+                           f"(data.batch_size {self._most_rows}): {rows * accumulate} rows per step, as set")
         if r.get("lr") is not None:
             for config in trainer.lr_scheduler_configs:
                 scheduler = config.scheduler
@@ -136,7 +160,8 @@ class StepRounds(Callback):
     def state_dict(self) -> dict:
         rounds = set(self._carried) | ({self._clock[0]} if self._clock is not None else set())
         return {"history": self.history, "seconds": {e: self.seconds_in(e) for e in rounds},
-                "rows_before": dict(self._rows_before)}
+                "rows_before": dict(self._rows_before),
+                "micro_batches": {e: list(self.micro_batches(e)) for e in rounds}}
 
     def on_load_checkpoint(self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict) -> None:
         """A checkpoint written at a round's end resumes at the start of the next round.
@@ -151,16 +176,36 @@ class StepRounds(Callback):
             return
         epochs, batches = loop["epoch_progress"], loop["epoch_loop.batch_progress"]
         current = epochs["current"]
-        if batches.get("is_last_batch") and current["processed"] == current["completed"] + 1:
+        round_end = batches.get("is_last_batch") and current["processed"] == current["completed"] + 1
+        if not round_end:
+            self._check_same_micro_batches(checkpoint, int(checkpoint.get("epoch", current["processed"])))
+        if round_end:
             for progress in (epochs["total"], epochs["current"]):
                 progress["completed"] = progress["processed"]
             batches["current"] = {key: 0 for key in batches["current"]}
             batches["is_last_batch"] = False
 
+    def _check_same_micro_batches(self, checkpoint: dict, epoch: int) -> None:
+        """A run stopped inside a round resumes only with the micro-batches it ran with: Lightning
+        counts the round's progress in micro-batches (a new split would replay or skip rows)."""
+        state = checkpoint.get("callbacks", {}).get(self.state_key, {})
+        saved = state.get("micro_batches", {}).get(epoch)  # None: older checkpoints, not checked
+        now = self.micro_batches(epoch)
+        if saved is not None and tuple(saved) != now:
+            raise SettingsError(
+                f"the checkpoint stopped inside round {epoch + 1}, which ran {saved[0]} x {saved[1]} micro-batches; "
+                f"now {now[0]} x {now[1]} (data.batch_size {self._most_rows}): resume with --data.batch_size "
+                f"{saved[0]}, or from a checkpoint written at a round's end")
+
     def load_state_dict(self, state_dict: dict) -> None:
         self.history = list(state_dict.get("history", []))
         self._carried = {int(e): float(s) for e, s in state_dict.get("seconds", {}).items()}
         self._rows_before = {int(e): int(r) for e, r in state_dict.get("rows_before", {}).items()}
+
+
+def fitting_divisor(rows: int, most: int) -> int:
+    """The largest divisor of ``rows`` that is at most ``most`` (1 at worst)."""
+    return max(d for d in range(1, min(rows, max(1, most)) + 1) if rows % d == 0)
 
 
 def _rows_seen(trainer: Trainer) -> int:

@@ -92,3 +92,14 @@ class RaiseAtStep(Callback):
             if trainer.global_rank == self.rank:
                 raise DataError(f"rank {self.rank}: too many bad rows (raised by the test)")
             time.sleep(3600)
+
+
+class StopAtStep(Callback):
+    """Ends ``fit`` cleanly right after optimizer step ``step`` (inside a round)."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if trainer.global_step == self.step:
+            trainer.should_stop = True

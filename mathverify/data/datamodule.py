@@ -61,7 +61,9 @@ class VerifyDataModule(StartupMixin, pl.LightningDataModule):
             ``val_size x val_scan_rows`` rows of its questions, sampled over the whole source (a row
             count takes its questions from the whole source). Other sources: the split is made among
             their first ``val_scan_rows`` rows.
-        batch_size: training micro-batch size per device (rounds may override it).
+        batch_size: training micro-batch size per device, and the most rows a micro-batch may hold:
+            a ``StepRounds`` round with a larger ``batch_size`` is split to fit, with more accumulation
+            (the same rows per optimizer step; the first knob after running out of memory).
         eval_batch_size: batch size for validate/test/predict.
         buffer_size: rows tokenized and shuffled together in the training stream.
         group_by_length: sort each buffer by length before cutting batches (less padding).
