@@ -22,6 +22,7 @@ from mathverify.data.labels import LabelError
 from mathverify.data.prompt import PromptError
 from mathverify.data.sources import DataError
 from mathverify.errors import SettingsError
+from mathverify.memory_advice import OutOfMemory
 from mathverify.model.backbone import BackboneError
 from mathverify.model.module import VerifierModule
 from mathverify.quiet import quiet_startup
@@ -35,7 +36,8 @@ class CheckpointRefused(CheckpointError):
     """A checkpoint that ``weights_only`` loading refuses (it holds more than tensors): not corrupt."""
 
 
-USER_ERRORS = (DataError, PromptError, BackboneError, CheckpointError, LabelError, SettingsError)
+USER_ERRORS = (DataError, PromptError, BackboneError, CheckpointError, LabelError, SettingsError, OutOfMemory)
+OOM = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)  # torch < 2.5: only the CUDA name
 LINKED = ("backbone", "prompt_template", "positive_label", "negative_label", "max_length", "trust_remote_code",
           "evidence")
 SHORT_FORM = re.compile(r"^(?:(?P<run>[^:]+):)?(?P<which>last|best)$")
@@ -80,6 +82,14 @@ class MathVerifyCLI(LightningCLI):
             trainer.callbacks = _swap(trainer.callbacks, (RichProgressBar, TQDMProgressBar), LineProgress())
         if getattr(self, "_swap_summary", False):
             trainer.callbacks = _swap(trainer.callbacks, (ModelSummary, RichModelSummary), ParameterSummary())
+
+    def _run_subcommand(self, subcommand: str) -> None:
+        try:
+            super()._run_subcommand(subcommand)
+        except OOM as err:  # the advice matters more than the allocator's report
+            from mathverify.memory_advice import advice, settings_from_run
+
+            raise OutOfMemory(advice(settings_from_run(self.trainer, self.model, self.datamodule))) from err
 
     # ----- checkpoint short forms and run folders -------------------------------------------
     def _parse_ckpt_path(self) -> None:
@@ -283,14 +293,13 @@ def cli_main(args=None) -> None:
         return _run(args)
     try:
         _run(None)
+    except OutOfMemory as err:
+        raise SystemExit(f"mathverify: {err}") from None
     except USER_ERRORS as err:
         raise SystemExit(f"mathverify: error: {err}") from None
-    except getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError):  # torch < 2.5: only the CUDA name
-        # the advice matters more than the allocator's report
-        raise SystemExit(
-            "mathverify: out of GPU memory: lower --data.batch_size (raise accumulation in the rounds instead), "
-            "lower --model.max_length, set --model.gradient_checkpointing true, or use --model.quantization 4bit"
-        ) from None
+    except OOM:  # before the run's settings were known (loading the weights)
+        raise SystemExit("mathverify: out of GPU memory while loading the model: try --model.quantization 4bit, "
+                         "or a device with more memory") from None
 
 
 # clipping: TRL's and HF Trainer's default; max_epochs -1: steps (the rounds) bound a run, not epochs

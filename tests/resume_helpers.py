@@ -103,3 +103,12 @@ class StopAtStep(Callback):
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if trainer.global_step == self.step:
             trainer.should_stop = True
+
+
+class RunOutOfMemory(Callback):
+    """Raises torch's out-of-memory error at the first training batch, as a full GPU would."""
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        import torch
+
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 1.75 GiB")
