@@ -42,7 +42,10 @@ class SavedActivations(TorchDispatchMode):
             if isinstance(tensor, torch.Tensor) and tensor.device.type != "meta":
                 storage = tensor.untyped_storage()
                 address = storage.data_ptr()
-                if address and address not in self._existing and address not in self._created:
+                if not address or address in self._existing:
+                    continue
+                known = self._created.get(address)
+                if known is None or known() is None:  # new, or an address freed and handed out again
                     self._created[address] = weakref.ref(storage)
         return out
 
