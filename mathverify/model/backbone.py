@@ -186,6 +186,10 @@ def load_causal_lm(
     model.config.use_cache = False  # training never reuses the KV cache
     if quantization == "4bit":
         use_one_cpu_4bit_path(model)
+    if quantization == "8bit":
+        from mathverify.model.int8 import use_frozen_int8_backward
+
+        use_frozen_int8_backward(model)  # bitsandbytes' int8 matmul would keep every input past checkpointing
     return model
 
 
