@@ -193,6 +193,17 @@ def load_causal_lm(
     return model
 
 
+def enable_gradient_checkpointing(model: torch.nn.Module) -> None:
+    """transformers' checkpointing of each decoder layer, non-reentrant: LoRA under DDP is never
+    "marked ready twice". It acts only while the model is in training mode."""
+    kwargs = {"use_reentrant": False}
+    enable = getattr(model, "activation_checkpointing_enable", None)  # its newer name in transformers 5
+    if enable is not None:
+        enable(activation_checkpointing_kwargs=kwargs)
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+
+
 def use_one_cpu_4bit_path(model: torch.nn.Module) -> int:
     """Keep every bitsandbytes 4-bit layer on its dequantize + matmul path on CPUs with AVX512-BF16.
 

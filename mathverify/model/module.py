@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from typing import Literal, Optional
 
 import lightning.pytorch as pl
@@ -15,12 +14,14 @@ from mathverify.data.sharding import EpochRows
 from mathverify.errors import SettingsError
 from mathverify.evidence.index import N_FEATURES, has_labelled_siblings
 from mathverify.model import rng
-from mathverify.model.backbone import LLAMA_PROJECTIONS, load_causal_lm, load_tokenizer
+from mathverify.model.backbone import LLAMA_PROJECTIONS, enable_gradient_checkpointing, load_causal_lm, load_tokenizer
 from mathverify.model.combination import Combination, as_logits
 from mathverify.model.flops import decoder_flops_per_token
 from mathverify.model.heads import ClassifierHead, EvidenceHead, LabelTokenHead
+from mathverify.model.packing import packed_last_hidden_states
 from mathverify.model.param_groups import parameter_groups
 from mathverify.model.prefix import computed_tokens, last_hidden_states, shared_prefix_length
+from mathverify.model.schedule import warmup_then_decay
 from mathverify.model.settings import check_adapter_keys, check_evidence_width, check_settings
 from mathverify.model.swiglu import use_lean_mlp
 
@@ -67,6 +68,8 @@ class VerifierModule(pl.LightningModule):
             tokens (the prompt's instruction text: ~86 tokens with the seed template), run them once
             for the batch and let each row attend to their keys/values (``mathverify.model.prefix``): same
             result, ~20 % fewer tokens through the decoder on contest rows. 0 turns it off.
+        packing: run a micro-batch's rows as one sequence, attention kept inside each row, no pad
+            computed (``mathverify.model.packing``; pays off with ``flex_attention`` or flash-attention).
         evidence: weigh what the other rows of the question say (answer agreement, known labels;
             ``mathverify.evidence.index``) with the text: an ``EvidenceHead`` shifts the logits. The one
             switch: linked to ``data.evidence``, stored in checkpoints, used by every command.
@@ -106,6 +109,7 @@ class VerifierModule(pl.LightningModule):
         trust_remote_code: bool = False,
         attn_implementation: str = "sdpa",
         shared_prefix_min_tokens: int = 16,
+        packing: bool = False,
         evidence: bool = False,
         use_text: bool = True,
         evidence_lr: float = 1e-3,
@@ -152,12 +156,7 @@ class VerifierModule(pl.LightningModule):
             quant_storage=hp.quant_storage,
         )
         if hp.gradient_checkpointing:
-            kwargs = {"use_reentrant": False}  # non-reentrant: LoRA under DDP is never "marked ready twice"
-            enable = getattr(base, "activation_checkpointing_enable", None)  # its newer name in transformers 5
-            if enable is not None:
-                enable(activation_checkpointing_kwargs=kwargs)
-            else:
-                base.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+            enable_gradient_checkpointing(base)
         self.model = self._with_lora(base)
         self._flops_per_token = decoder_flops_per_token(self.model.get_base_model().get_decoder())
         use_lean_mlp(self.model)  # one [B, T, intermediate] activation fewer per layer (mathverify.model.swiglu)
@@ -169,10 +168,8 @@ class VerifierModule(pl.LightningModule):
         self.head.to(device)
         if hp.evidence:
             self.evidence_head = EvidenceHead(N_FEATURES).to(device)
-        # from_pretrained leaves the backbone in eval mode and Lightning (2.2+) never calls .train():
-        # a backbone left so never checkpoints (transformers checkpoints only in training mode) and
-        # kept every layer's activations (20.5 GiB on a T4 config measured on a GPU, 2026-12-04).
-        # It follows this module's mode, as HF Trainer's and TRL's models do.
+        # from_pretrained leaves it in eval mode and Lightning never calls .train(): transformers then
+        # never checkpoints (docs/memory.md). It follows this module's mode, as in HF Trainer and TRL.
         self.model.train(self.training)
 
     def _with_lora(self, base: nn.Module) -> nn.Module:
@@ -212,8 +209,12 @@ class VerifierModule(pl.LightningModule):
         """
         if self.hparams.use_text:
             causal_lm = self.model.get_base_model()
-            min_shared = self.hparams.shared_prefix_min_tokens
-            last = last_hidden_states(causal_lm.get_decoder(), input_ids, lengths, min_shared, shared_prefix)  # [B, H]
+            decoder = causal_lm.get_decoder()
+            if self.hparams.packing:
+                last = packed_last_hidden_states(decoder, input_ids, lengths)  # [B, H]
+            else:
+                min_shared = self.hparams.shared_prefix_min_tokens
+                last = last_hidden_states(decoder, input_ids, lengths, min_shared, shared_prefix)  # [B, H]
             logits = self.head(last, causal_lm.get_output_embeddings())  # [B, 2]
             margin = logits[:, 1] - logits[:, 0]
         else:
@@ -286,7 +287,8 @@ class VerifierModule(pl.LightningModule):
         if shared is None:
             shared = shared_prefix_length(input_ids, lengths)
         decoder = self.model.get_base_model().get_decoder()
-        return self._flops_per_token * computed_tokens(lengths, shared, self.hparams.shared_prefix_min_tokens, decoder)
+        min_shared = 0 if self.hparams.packing else self.hparams.shared_prefix_min_tokens  # packed: real tokens only
+        return self._flops_per_token * computed_tokens(lengths, shared, min_shared, decoder)
 
     def on_validation_epoch_start(self) -> None:
         self.epoch_rows.reset()
@@ -347,19 +349,7 @@ class VerifierModule(pl.LightningModule):
         total = self.trainer.max_steps
         if total is None or total <= 0:
             raise SettingsError("set trainer.max_steps (the stream is endless; steps bound the run)")
-        warmup = int(self.hparams.warmup_fraction * total)
-        schedule = self.hparams.schedule
-
-        def factor(step: int) -> float:
-            if step < warmup:
-                return (step + 1) / (warmup + 1)
-            progress = min(1.0, (step - warmup) / max(1, total - warmup))
-            if schedule == "cosine":
-                return 0.5 * (1.0 + math.cos(math.pi * progress))
-            if schedule == "linear":
-                return 1.0 - progress
-            return 1.0
-
+        factor = warmup_then_decay(total, int(self.hparams.warmup_fraction * total), self.hparams.schedule)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
