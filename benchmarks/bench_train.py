@@ -55,6 +55,8 @@ def parse(argv=None):
     p.add_argument("--gradient-checkpointing", action="store_true", help="both contenders")
     p.add_argument("--shared-prefix-min-tokens", type=int, default=16,
                    help="ours: run a batch's common leading tokens once (0 = off, for the ablation)")
+    p.add_argument("--packing", action="store_true", help="ours: packed micro-batches (mathverify.model.packing)")
+    p.add_argument("--attn", default="sdpa", help="ours: attention kernel (sdpa, flex_attention, flash_attention_2)")
     p.add_argument("--contenders", default="ours,trl")
     p.add_argument("--rounds", type=int, default=1, help="run the contenders alternately this many times, keep each one's best")
     p.add_argument("--matmul-peak-gflops", type=float, default=None, help="for the MFU column")
@@ -155,7 +157,7 @@ def child_ours(args) -> dict:
         backbone=args.model_dir, quantization=args.quantization, dtype=args.dtype, max_length=args.max_length,
         lora_r=args.lora_r, lora_alpha=args.lora_alpha, lora_dropout=args.lora_dropout,
         target_modules=TARGET_MODULES, gradient_checkpointing=args.gradient_checkpointing,
-        attn_implementation="sdpa", shared_prefix_min_tokens=args.shared_prefix_min_tokens,
+        attn_implementation=args.attn, shared_prefix_min_tokens=args.shared_prefix_min_tokens, packing=args.packing,
     )
     # configure_model places the backbone on the Trainer's device; without a Trainer, tell it directly.
     module._trainer = SimpleNamespace(strategy=SimpleNamespace(root_device=torch.device(args.device)))
@@ -211,7 +213,8 @@ def child_ours(args) -> dict:
             step_fn(batch)
             n += int(batch["lengths"].numel())
             t += int(batch["lengths"].sum())
-            c += computed_tokens(batch["lengths"], batch["shared_prefix"], args.shared_prefix_min_tokens, decoder)
+            c += computed_tokens(batch["lengths"], batch["shared_prefix"],
+                                 0 if args.packing else args.shared_prefix_min_tokens, decoder)
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
@@ -319,7 +322,9 @@ def child_args(args, name: str, model_dir: Path, rows_file: Path) -> list[str]:
            "--lora-dropout", str(args.lora_dropout), "--lr", str(args.lr), "--seed", str(args.seed),
            "--device", args.device, "--dtype", args.dtype, "--quantization", args.quantization,
            "--length-scale", str(args.length_scale),
-           "--shared-prefix-min-tokens", str(args.shared_prefix_min_tokens)]
+           "--shared-prefix-min-tokens", str(args.shared_prefix_min_tokens), "--attn", args.attn]
+    if args.packing:
+        out.append("--packing")
     if args.gradient_checkpointing:
         out.append("--gradient-checkpointing")
     if args.profile and name == "ours":

@@ -9,7 +9,7 @@
 #
 # Packages the GPU image lacks (trl, datasets, bitsandbytes and their missing needs: dill, multiprocess)
 # travel as wheels in .whl/ (see /work/.library/device/README.md); this script installs them if present.
-# Knobs (environment): GPU_LAYERS (default 32 = all), GPU_STEPS (6), GPU_MICRO_BATCH (4),
+# Knobs (environment): GPU_LAYERS (default 32 = all), GPU_STEPS (6), GPU_MICRO_BATCH (4), GPU_PACKED (1),
 # GPU_ACCUMULATE (6, the seed's), GPU_LENGTH_SCALE (3, ~400-token rows), GPU_PREDICT_ROWS (300).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -112,9 +112,17 @@ predict() {
   "$PY" benchmarks/bench_predict.py "${COMMON[@]}" "${PRED[@]}" --json "$OUT/predict.json" \
     >> "$OUT/report.md" 2> "$OUT/predict.err" || STATUS=1
 }
+packed() {  # ours alone with packed micro-batches and FlexAttention's block masks (mathverify/model/packing.py)
+  echo -e "\n## Training, quantization $1, ours packed + $2 ($(date -u +%T))\n" >> "$OUT/report.md"
+  "$PY" benchmarks/bench_train.py "${COMMON[@]}" "${TRAIN[@]}" --quantization "$1" --contenders ours --packing \
+    --attn "$2" --matmul-peak-gflops "$PEAK" --json "$OUT/train_$1_packed.json" >> "$OUT/report.md" \
+    2> "$OUT/train_$1_packed.err" || STATUS=1
+}
 # Order of value if the time runs out: the seed's recipe (4-bit) first, prediction, then 16-bit LoRA.
 train "${QUANTS[0]}"
 predict
+# FlexAttention has no CPU backward: the smoke run checks packing with sdpa.
+[ "${GPU_PACKED:-1}" = 1 ] && packed "${QUANTS[0]}" "$([ "$SMOKE" = 1 ] && echo sdpa || echo flex_attention)"
 for Q in "${QUANTS[@]:1}"; do train "$Q"; done
 echo -e "\n(finished $(date -u +%T))" >> "$OUT/report.md"
 cat "$OUT/report.md"
