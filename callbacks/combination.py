@@ -55,7 +55,9 @@ class FitCombination(Callback):
                                 "callbacks.threshold.DecisionThreshold (the thresholds are tuned on its probabilities)")
 
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if trainer.sanity_checking:
+        # Only inside fit: ``validate`` reports the checkpoint as saved, with the weights predict uses
+        # (and runs under inference mode, where no fit can take a gradient).
+        if trainer.sanity_checking or getattr(trainer.state.fn, "value", trainer.state.fn) != "fit":
             return
         rows = pl_module.epoch_outputs()  # gathered once per validation: every rank fits the same
         labelled = rows["labelled"].bool()
