@@ -306,11 +306,22 @@ def cli_main(args=None) -> None:
 TRAINER_DEFAULTS = {"log_every_n_steps": 10, "gradient_clip_val": 1.0, "max_epochs": -1}
 
 
+HELP = {  # the main parser's --help: what it is, and the commands beside Lightning's four
+    "prog": "mathverify",
+    "description": "Fine-tune a (quantized) Llama with LoRA to judge whether a math answer is correct.",
+    "epilog": ("more commands (each with its own --help): mathverify score (P(True) per row from a checkpoint or "
+               "export, no Trainer), mathverify export (a checkpoint to a folder for Verifier.load), mathverify "
+               "check-data (check a data file, one line per bad row), mathverify sweep (an Optuna search of fit "
+               "runs)"),
+}
+
+
 def _run(args, run: bool = True) -> MathVerifyCLI:
     """The CLI; ``run=False`` only parses and instantiates (trainer, model, data, callbacks)."""
     return MathVerifyCLI(
         VerifierModule,
         VerifyDataModule,
+        parser_kwargs=dict(HELP),
         save_config_callback=RunConfigSaver,
         save_config_kwargs={"overwrite": True},
         seed_everything_default=0,

@@ -49,3 +49,18 @@ def test_every_subcommand_runs_with_the_shipped_callbacks(tmp_path):
     cli_main(["predict", *common, "--ckpt_path", ckpt, "--data.predict_files", "synthetic-test:30:7",
               "--submission", str(tmp_path / "sub.csv")])
     assert len((tmp_path / "sub.csv").read_text().splitlines()) == 31
+
+
+def test_help_names_every_command_and_each_has_its_own_help(capsys):
+    import pytest
+
+    with pytest.raises(SystemExit) as done:
+        cli_main(["--help"])
+    assert done.value.code == 0
+    said = capsys.readouterr().out
+    for command in ("fit", "validate", "test", "predict", "score", "export", "check-data", "sweep"):
+        assert command in said, command
+    for command in ("score", "export", "check-data", "sweep"):
+        with pytest.raises(SystemExit) as done:
+            cli_main([command, "--help"])
+        assert done.value.code == 0 and "usage:" in capsys.readouterr().out, command
