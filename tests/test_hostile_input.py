@@ -346,9 +346,12 @@ def test_check_data_reports_counts_lengths_and_steps(tmp_path, tiny_path, capsys
     path = write_rows(tmp_path / "train.csv", 300, seed=2)
     with open(path, "a", encoding="utf-8") as handle:
         handle.write("q,maybe,1,s\n,True,1,s\nq,True,1\n")
-    cli_main(["check-data", str(path), "--backbone", tiny_path, "--max-length", "192",
-              "--batch-size", "4", "--accumulate", "5"])
-    out = capsys.readouterr().out
+    with pytest.raises(SystemExit) as stopped:  # bad rows: a non-zero exit status a script can stop on
+        cli_main(["check-data", str(path), "--backbone", tiny_path, "--max-length", "192",
+                  "--batch-size", "4", "--accumulate", "5"])
+    assert stopped.value.code == 3
+    out, err = capsys.readouterr()
+    assert err.strip() == "mathverify check-data: 3 bad row(s) of 303: exit status 3"
     assert "rows: 303\nusable rows: 300\nbad rows: 3" in out
     for reason in ("unreadable label: 1", "empty question: 1", "wrong CSV field count: 1"):
         assert reason in out

@@ -133,7 +133,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    """Entry point of ``mathverify check-data``; returns the exit code (1 on unreadable input)."""
+    """Entry point of ``mathverify check-data``; returns the exit code: 0 when every row is usable,
+    3 when some rows are bad (reported; training would skip them), 1 on unreadable input, 2 on bad options."""
     from mathverify.data.prompt import SEED_TEMPLATE, PromptEncoder
     from mathverify.model.backbone import load_tokenizer
 
@@ -149,6 +150,10 @@ def main(argv: Optional[list[str]] = None) -> int:
         print(f"mathverify check-data: error: {err}", file=sys.stderr)
         return 1
     print(format_report(report, args.max_length, args.batch_size, args.accumulate, args.devices))
+    bad = sum(report.bad.values())
+    if bad:  # scripts can stop on it; training would skip these rows (up to data.max_bad_fraction)
+        print(f"mathverify check-data: {bad} bad row(s) of {report.rows}: exit status 3", file=sys.stderr)
+        return 3
     return 0
 
 
