@@ -16,17 +16,7 @@ cd "$(dirname "$0")/.."
 
 SMOKE=0
 [ "${1:-}" = "--cpu-smoke" ] && SMOKE=1
-OUT="${OUT:-$PWD/gpu-results}"
-mkdir -p "$OUT"
-export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false TRANSFORMERS_VERBOSITY=error HF_HUB_OFFLINE=1
-export MATHVERIFY_BENCH_CACHE="${MATHVERIFY_BENCH_CACHE:-/tmp/mathverify-bench}"
-PY="${PYTHON:-python3}"
-
-if ls .whl/*.whl >/dev/null 2>&1; then
-  "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
-    && export PYTHONPATH="/tmp/site:${PYTHONPATH:-}"
-fi
-export PYTHONPATH="$PWD:${PYTHONPATH:-}"
+. benchmarks/gpu_env.sh  # $OUT, $PY, wheels, PYTHONPATH
 
 if [ "$SMOKE" = 1 ]; then
   COMMON=(--shape tiny-8b-vocab --device cpu --dtype float32)

@@ -10,16 +10,7 @@
 # Knobs: GPU_CONFIGS (t4,qlora,8bit,lora16), GPU_STEPS (10), GPU_RESUME (1), GPU_TIMEOUT (420 s per command).
 set -uo pipefail
 cd "$(dirname "$0")/.."
-OUT="${OUT:-$PWD/gpu-results}"
-mkdir -p "$OUT"
-export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false TRANSFORMERS_VERBOSITY=error HF_HUB_OFFLINE=1
-export MATHVERIFY_BENCH_CACHE="${MATHVERIFY_BENCH_CACHE:-/tmp/mathverify-bench}"
-PY="${PYTHON:-python3}"
-if ls .whl/*.whl >/dev/null 2>&1; then
-  "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
-    && export PYTHONPATH="/tmp/site:${PYTHONPATH:-}"
-fi
-export PYTHONPATH="$PWD:${PYTHONPATH:-}"
+. benchmarks/gpu_env.sh  # $OUT, $PY, wheels, PYTHONPATH
 RESUME=--resume; [ "${GPU_RESUME:-1}" = 0 ] && RESUME=--no-resume
 STATUS=0
 if [ "${1:-}" = "--cpu-smoke" ]; then
