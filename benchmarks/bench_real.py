@@ -42,18 +42,20 @@ ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
 TOOL = SHARED / "tools" / "real_cases.py"
 CASES = ("gsm8k-unseen", "gsm8k-seen", "math-unseen", "math-seen")
+ONE_GENERATOR = ("gsm8k-gpt3-unseen", "gsm8k-gpt3-seen", "gsm8k-codex-unseen", "gsm8k-codex-seen")  # --cases
 VARIANTS = {
     "text": ["--model.evidence", "false"],
     "evidence": ["--model.evidence", "true", "--model.use_text", "false"],
     "both": ["--model.evidence", "true"],
 }
-DATA = {"gsm8k": "real-gsm8k-8models.jsonl.gz", "math": "real-math-l5-8models.jsonl.gz"}
+DATA = {"gsm8k": "real-gsm8k-8models.jsonl.gz", "math": "real-math-l5-8models.jsonl.gz",
+        "gsm8k-gpt3": "real-gsm8k-gpt3-cot.jsonl.gz", "gsm8k-codex": "real-gsm8k-codex-9.jsonl.gz"}
 csv.field_size_limit(1 << 30)
 
 
 def make_case(case: str, folder: Path, seed: int) -> str:
     """Write the case's files with the shared tool; returns the tool's reference line."""
-    name, mode = case.split("-")
+    name, mode = case.rsplit("-", 1)  # set names may hold a hyphen: gsm8k-gpt3-unseen
     done = subprocess.run([sys.executable, str(TOOL), name, str(folder), "--mode", mode, "--seed", str(seed)],
                           capture_output=True, text=True, check=True)
     return done.stdout.strip()
@@ -95,7 +97,7 @@ def read_csv(path: Path) -> list[dict]:
 def writer_of_rows(case: str) -> dict[tuple[str, str], str]:
     """(question, solution) -> answering model, from the shared data (the case files drop the model)."""
     out = {}
-    with gzip.open(SHARED / "data" / DATA[case.split("-")[0]], "rt", encoding="utf-8") as handle:
+    with gzip.open(SHARED / "data" / DATA[case.rsplit("-", 1)[0]], "rt", encoding="utf-8") as handle:
         for line in handle:
             r = json.loads(line)
             solution = r["reasoning"] + f"\n\nThe final answer is $\\boxed{{{r['answer']}}}$."
@@ -117,10 +119,11 @@ def rules(folder: Path) -> dict[str, list]:
     for r in test:
         siblings[r["question"]].append(r["ID"])
     answer = {r["ID"]: r["answer"] for r in test}
-    agreement, known_label, situation = [], [], []
+    agreement, known_label, situation, agreeing = [], [], [], []
     for r in test:
         others = [answer[i] for i in siblings[r["question"]] if i != r["ID"]] + [a for a, _ in known[r["question"]]]
         agree = r["answer"] in others
+        agreeing.append(others.count(r["answer"]))
         right = {a for a, ok in known[r["question"]] if ok}
         wrong = {a for a, ok in known[r["question"]] if not ok}
         where = (None if not known[r["question"]] else "answer labelled right" if r["answer"] in right
@@ -130,7 +133,7 @@ def rules(folder: Path) -> dict[str, list]:
         agreement.append(agree)
         known_label.append(BY_LABEL.get(where, agree))  # no deciding label: agreement
         situation.append(where)
-    return {"agreement": agreement, "known-label": known_label, "situation": situation}
+    return {"agreement": agreement, "known-label": known_label, "situation": situation, "agreeing": agreeing}
 
 
 def auroc(p: list[float], y: list[bool]) -> float:
@@ -182,6 +185,15 @@ def score(folder: Path, run_dir: Path, by: bool, writers: dict, reference: dict)
             groups["model " + writers.get((r["question"], r["solution"]), "?")].append(d == t)
             groups[f"siblings {count[r['question']] - 1 + train_count[r['question']]}"].append(d == t)
         out["by"] = {k: (sum(v) / len(v), len(v)) for k, v in sorted(groups.items())}
+        # By how many other solutions of the question (test or training) gave the same answer string:
+        # where agreement says little (one generator), the model's own reading has to decide.
+        agreeing = collections.defaultdict(list)
+        for k, d, t, g in zip(reference["agreeing"], decided, y, reference["agreement"]):
+            agreeing[min(k, 3)].append((d, t, g))
+        for k, rows in sorted(agreeing.items()):
+            label = f"others agreeing {k}{'+' if k == 3 else ''} (right {sum(t for _, t, _ in rows) / len(rows):.2f}, " \
+                    f"pred True {sum(d for d, _, _ in rows) / len(rows):.2f}, rule {sum(g == t for _, t, g in rows) / len(rows):.4f})"
+            out["by"][label] = (sum(d == t for d, t, _ in rows) / len(rows), len(rows))
         # Seen cases: accuracy where the known-label rule decides by a label and where it falls back
         # on agreement, beside the rule's own accuracy on the same rows.
         situated = collections.defaultdict(lambda: [0, 0, 0])  # rows, model right, rule right
@@ -206,7 +218,8 @@ def main(argv: list[str] | None = None) -> int:
     extra = argv[argv.index("--") + 1:] if "--" in argv else []
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--config", default=str(ROOT / "configs" / "demo.yaml"))
-    parser.add_argument("--cases", default=",".join(CASES), help="comma-separated subset of: " + ", ".join(CASES))
+    parser.add_argument("--cases", default=",".join(CASES),
+                        help="comma-separated, of: " + ", ".join(CASES + ONE_GENERATOR))
     parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated subset of: " + ", ".join(VARIANTS))
     parser.add_argument("--seed", type=int, default=0, help="the cases' split seed (real_cases.py --seed)")
     parser.add_argument("--per-question", type=int, default=0,
