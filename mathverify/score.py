@@ -85,6 +85,11 @@ def run(args: argparse.Namespace) -> Path:
         raise ValueError("--chunk-rows and --devices must be at least 1")
     if args.keep_above is not None and not 0 <= args.keep_above < 1:
         raise ValueError(f"--keep-above must be in [0, 1), got {args.keep_above}")
+    import torch
+
+    gpus = torch.cuda.device_count()
+    args.device = args.device or ("cuda" if gpus else "cpu")
+    process_device(args.device, 0, args.devices, gpus)  # more CUDA processes than GPUs: refused before any work
     if output.exists() and not args.overwrite:
         raise ValueError(f"{output} already exists; pass --overwrite to replace it")
     parts = resolve_parts(args.input)
@@ -195,6 +200,17 @@ def _chunks(parts, chunk_rows: int, wanted: set[int]) -> Iterator[tuple[int, lis
         yield k, rows
 
 
+def process_device(requested: Optional[str], rank: int, world: int, gpus: int) -> str:
+    """The device of score process ``rank`` of ``world``: the one asked for, else the first GPU if
+    there is one, else the CPU; several processes on CUDA take one GPU each (process i, GPU i)."""
+    device = requested or ("cuda" if gpus else "cpu")
+    if world > 1 and device.startswith("cuda"):
+        if world > gpus:
+            raise ValueError(f"--devices {world} on CUDA needs {world} GPUs; this machine has {gpus}")
+        return f"cuda:{rank}"
+    return device
+
+
 def _score_chunks(args, parts, work: Path, todo: list[int], rank: int, world: int) -> None:
     """Score this process's chunks (every ``world``-th of ``todo``) and write each as a part."""
     from mathverify.evidence.index import EvidenceIndex, eval_aliases
@@ -203,9 +219,7 @@ def _score_chunks(args, parts, work: Path, todo: list[int], rank: int, world: in
     mine = set(todo[rank::world])
     if not mine:
         return
-    device = args.device
-    if world > 1 and (device or "").startswith("cuda"):
-        device = f"cuda:{rank}"
+    device = process_device(args.device, rank, world, world)
     verifier = Verifier.load(args.model, device=device, batch_size=args.batch_size, logs_dir=args.logs_dir)
     pool = EvidenceIndex.load(work / POOL) if verifier.module.hparams.evidence else None
     aliases = eval_aliases(verifier.index, pool) if pool is not None else {}

@@ -156,3 +156,15 @@ def test_bad_input_and_refusals_are_one_line(evidence_run, tmp_path, write_csv, 
     (tmp_path / "u.jsonl.parts" / "state.json").write_text(json.dumps({"settings": {"input": ["other"]}}))
     with pytest.raises(SystemExit, match="unfinished run with other settings"):
         score_main(["--model", str(ckpt), "--input", bad_file, "--output", str(unfinished), "--skip-bad"])
+
+
+def test_each_score_process_gets_its_own_device():
+    from mathverify.score import process_device
+
+    assert process_device(None, 0, 1, 0) == "cpu" and process_device(None, 0, 1, 2) == "cuda"
+    # several processes on a GPU machine, --device not given: one GPU each, not all on cuda:0
+    assert [process_device(None, rank, 2, 2) for rank in (0, 1)] == ["cuda:0", "cuda:1"]
+    assert [process_device("cuda", rank, 3, 4) for rank in range(3)] == ["cuda:0", "cuda:1", "cuda:2"]
+    assert process_device("cpu", 1, 2, 2) == "cpu"
+    with pytest.raises(ValueError, match="--devices 3 on CUDA needs 3 GPUs; this machine has 2"):
+        process_device("cuda", 0, 3, 2)
