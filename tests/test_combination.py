@@ -13,6 +13,8 @@ from mathverify.errors import SettingsError
 from mathverify.model.combination import IDENTITY, Combination, fit_case, fit_cases
 from mathverify.model.module import VerifierModule
 
+IN_FIT = SimpleNamespace(sanity_checking=False, state=SimpleNamespace(fn="fit"))  # a validation inside fit
+
 
 def _rows(n: int, seed: int, text_noise: bool):
     """Evidence d carries the signal; the text margin m is either noise (std 2) or calibrated extra signal."""
@@ -96,7 +98,7 @@ def test_callback_gives_a_small_case_the_text_weight_of_all_rows_and_leaves_its_
     rows = {"margin": torch.cat([m0, m1]).float(), "shift": torch.cat([d0, d1]).float(),
             "labels": torch.cat([y0, y1]).long(), "labelled": torch.cat([torch.zeros(1500), torch.ones(30)]).long()}
     module = _Module(rows)
-    FitCombination(min_rows=50).on_validation_epoch_end(SimpleNamespace(sanity_checking=False), module)
+    FitCombination(min_rows=50).on_validation_epoch_end(IN_FIT, module)
     unseen, seen = module.combination.as_list()
     assert abs(unseen[0]) < 0.15 and abs(seen[0]) < 0.15 and seen[1:] == [1.0, 0.0]  # noise text dropped for seen rows too
     assert module.logged["val/combination_adopted"] == 1.0 and module.logged["val_seen/combination_text"] == seen[0]
@@ -109,7 +111,7 @@ def test_a_large_seen_case_keeps_its_own_text_weight():
     rows = {"margin": torch.cat([m0, m1]).float(), "shift": torch.cat([d0, d1]).float(),
             "labels": torch.cat([y0, y1]).long(), "labelled": torch.cat([torch.zeros(1500), torch.ones(1500)]).long()}
     module = _Module(rows)
-    FitCombination(min_rows=50).on_validation_epoch_end(SimpleNamespace(sanity_checking=False), module)
+    FitCombination(min_rows=50).on_validation_epoch_end(IN_FIT, module)
     unseen, seen = module.combination.as_list()
     assert abs(unseen[0]) < 0.15 and seen[0] > 0.8
 
@@ -129,7 +131,7 @@ def test_too_few_rows_in_all_keeps_the_identity():
     m, d, y = _rows(20, 6, text_noise=True)
     module = _Module({"margin": m.float(), "shift": d.float(), "labels": y.long(), "labelled": torch.zeros(20).long()})
     module.combination.set_case(0, (0.5, 0.5, 0.5))  # left over from an earlier validation
-    FitCombination(min_rows=50).on_validation_epoch_end(SimpleNamespace(sanity_checking=False), module)
+    FitCombination(min_rows=50).on_validation_epoch_end(IN_FIT, module)
     assert module.combination.as_list() == [list(IDENTITY), list(IDENTITY)] and not module.logged
 
 
