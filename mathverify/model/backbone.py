@@ -105,8 +105,9 @@ def build_tiny_backbone(folder: Path) -> None:
         pad_token_id=tokenizer.pad_token_id,
         tie_word_embeddings=False,
     )
-    torch.manual_seed(spec["seed"])
-    model = LlamaForCausalLM(config)
+    with torch.random.fork_rng(devices=[]):  # seeded here, without moving the caller's generator (a
+        torch.manual_seed(spec["seed"])  # first run that builds it must train as later runs do)
+        model = LlamaForCausalLM(config)
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=folder.name + ".tmp"))
     model.save_pretrained(tmp)
