@@ -186,8 +186,19 @@ def test_a_new_micro_batch_size_mid_buffer_repeats_and_skips_no_row(encoder, tok
     assert len(rows) == 32 and set(rows) == set(ids(first + second))
 
 
-def test_test_file_with_placeholder_labels_warns(tiny_path, write_csv):
+def test_test_file_with_placeholder_labels_is_refused_in_one_line(tiny_path, write_csv):
     rows = [{"question": f"q{i}", "is_correct": "True", "answer": "1", "solution": "s"} for i in range(4)]
     dm = _datamodule(tiny_path, test_files=write_csv(rows))
-    with pytest.warns(UserWarning, match="every label is True; if these are placeholders"):
+    with pytest.raises(DataError, match=r"rows.csv: all 4 labels are True: placeholders \(as in the contest's test split\)"):
         dm.setup("test")
+    rows[0]["is_correct"] = "False"  # both labels: a real test set
+    _datamodule(tiny_path, test_files=write_csv(rows, "both.csv")).setup("test")
+
+
+def test_test_file_without_a_label_column_is_refused_in_one_line(tiny_path, write_csv):
+    rows = [{"ID": i, "question": f"q{i}", "answer": "1", "solution": "s"} for i in range(4)]
+    dm = _datamodule(tiny_path, test_files=write_csv(rows))
+    with pytest.raises(DataError) as refused:
+        dm.setup("test")
+    assert str(refused.value) == ("{}: no is_correct column (columns: ID, question, answer, solution): labelled rows are "
+                                  "needed here; predict or score take unlabelled rows").format(dm.hparams.test_files)

@@ -4,7 +4,6 @@ and in-order test/predict sets."""
 from __future__ import annotations
 
 import sys
-import warnings
 from collections import Counter
 from dataclasses import replace
 from functools import partial
@@ -28,13 +27,15 @@ from mathverify.model.backbone import load_tokenizer
 RoundPlan = Callable[[int], tuple[int, Optional[int]]]  # epoch -> (micro-batches, micro-batch size or None)
 
 
-def warn_if_placeholder_labels(examples: list[dict], source) -> None:
-    """The contest's test split carries placeholder labels (all True): scoring it means nothing."""
+def refuse_placeholder_labels(examples: list[dict], source) -> None:
+    """The contest's test split carries placeholder labels (all True): scoring it means nothing, and
+    with one class there is no AUROC or F1 to report either. Refused in one line, before any weight loads."""
     labels = {e["label"] for e in examples}
     if len(examples) > 1 and len(labels) == 1:
         value = "True" if labels.pop() else "False"
-        warnings.warn(f"{source}: every label is {value}; if these are placeholders (as in the contest's "
-                      "test split) the test scores are meaningless: use predict for a submission", stacklevel=2)
+        raise DataError(f"{source}: all {len(examples)} labels are {value}: placeholders (as in the contest's test "
+                        "split) or one class only, so test scores would mean nothing; use predict for a submission, "
+                        "or test on rows with both labels")
 
 
 class StreamLoader(DataLoader):
@@ -182,7 +183,7 @@ class VerifyDataModule(StartupMixin, pl.LightningDataModule):
             self._index_pass()
         if stage == "test":
             self.test_examples = self._fixed_examples(self._need("test_files"), need_label=True)
-            warn_if_placeholder_labels(self.test_examples, self.hparams.test_files)
+            refuse_placeholder_labels(self.test_examples, self.hparams.test_files)
         if stage == "predict":
             self.predict_examples = self._fixed_examples(self._need("predict_files"), need_label=False)
 

@@ -112,6 +112,10 @@ def checked_examples(rows: Iterable[tuple[str, int, dict]], encoder, need_label:
     """
     clean, errors, seen_ids = [], [], {}
     for name, number, raw in rows:
+        if need_label and "is_correct" not in raw and not raw.get(BAD_ROW):  # the column, not a row, is missing
+            columns = ", ".join(k for k in raw if not k.startswith("_")) or "none"
+            raise DataError(f"{name}: no is_correct column (columns: {columns}): labelled rows are needed here; "
+                            "predict or score take unlabelled rows")
         row, reason, column = clean_row(raw, need_label)
         problem = row_error(name, number, reason, column, raw) if row is None else None
         if problem is None and "ID" in raw:
