@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import shlex
 import sys
 import time
@@ -67,8 +68,12 @@ class TimeBudget(Callback):
         self._save_last(trainer)
         trainer.should_stop = True
         self.stopped_early = True
+        logging.getLogger(LIGHTNING_LOG).addFilter(_NO_STOP_LINE)  # our own message says why it stopped
         if trainer.is_global_zero:
             print(self._stop_message(trainer), file=sys.stderr, flush=True)
+
+    def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        logging.getLogger(LIGHTNING_LOG).removeFilter(_NO_STOP_LINE)
 
     def _stop_message(self, trainer: Trainer) -> str:
         step, total = trainer.global_step, trainer.max_steps
@@ -88,6 +93,20 @@ class TimeBudget(Callback):
             if isinstance(callback, ModelCheckpoint) and callback.save_last:
                 callback._save_last_checkpoint(trainer, callback._monitor_candidates(trainer))
         self._slowest_save = max(self._slowest_save, time.monotonic() - started)
+
+
+LIGHTNING_LOG = "lightning.pytorch.utilities.rank_zero"  # where Lightning's rank_zero_info lines go
+
+
+class _LightningStopLine(logging.Filter):
+    """Lightning's "`Trainer.fit` stopped: `max_epochs=1` reached." after a budget stop, which reads as
+    if training had finished."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("`Trainer.fit` stopped:")
+
+
+_NO_STOP_LINE = _LightningStopLine()
 
 
 def continue_command(argv: Optional[list[str]] = None) -> str:

@@ -10,7 +10,7 @@ from mathverify.cli import cli_main
 from test_cli import _fit_args
 
 
-def test_budget_stops_with_a_checkpoint_and_resume_finishes(tmp_path, capsys):
+def test_budget_stops_with_a_checkpoint_and_resume_finishes(tmp_path, capsys, caplog):
     logs = tmp_path / "logs"
     last = logs / "budget" / "version_0" / "checkpoints" / "last.ckpt"
     rounds = "[{steps: 4, accumulate: 2}]"
@@ -23,6 +23,8 @@ def test_budget_stops_with_a_checkpoint_and_resume_finishes(tmp_path, capsys):
     assert "TimeBudget: stopped at step 1 of 4" in err and "continue with:" in err
     # 3 steps left cannot fit in a 1 s budget that reserves an hour: the message says so
     assert "with the same 1s budget it stops again; --trainer.callbacks.seconds=" in err
+    # not followed by Lightning's "`max_epochs=1` reached", which reads as if training had finished
+    assert "`Trainer.fit` stopped" not in caplog.text + err
 
     cli_main(_fit_args(logs, "budget", "--ckpt_path", "last", rounds=rounds))
     wall = time.monotonic() - started
