@@ -42,12 +42,18 @@ class EvidenceWarmStart(Callback):
             raise ValueError("max_rows, draws and steps must be >= 1 and lr > 0")
         self.max_rows, self.draws, self.steps, self.lr = max_rows, draws, steps, lr
 
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        if stage == "fit" and "FSDP" in type(trainer.strategy).__name__:  # before any weight loads
+            from mathverify.errors import SettingsError
+
+            raise SettingsError("callbacks.evidence_warm_start.EvidenceWarmStart does not run under FSDP (the head's "
+                                "weights are sharded there): remove it from the callbacks; the head then learns "
+                                "from the training steps alone")
+
     def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         head = getattr(pl_module, "evidence_head", None)
         shown = trainer.datamodule._training_evidence() if trainer.datamodule is not None else None
         if head is None or shown is None or trainer.ckpt_path is not None or trainer.global_step > 0:
-            return
-        if "FSDP" in type(trainer.strategy).__name__:  # sharded parameters: leave the head to the steps
             return
 
         def fit():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
+import pytest
 import torch
 
 from callbacks.evidence_warm_start import EvidenceWarmStart
@@ -59,3 +60,12 @@ def test_warm_start_learns_that_a_flawed_solution_is_less_often_right():
     siblings = {"7": [1, 0, 0, 0, 0, 0]}  # one sibling with another answer, no labels
     clean, bad = features(siblings, "100", flawed=False), features(siblings, "100", flawed=True)
     assert _p_true(module.evidence_head, clean) > 0.7 and _p_true(module.evidence_head, bad) < 0.3
+
+
+def test_warm_start_refuses_fsdp_in_one_line_before_any_weight_loads():
+    from mathverify.errors import SettingsError
+
+    FSDPStrategy = type("FSDPStrategy", (), {})  # Lightning 2.6 refuses a real one without a GPU
+    with pytest.raises(SettingsError, match="EvidenceWarmStart does not run under FSDP"):
+        EvidenceWarmStart().setup(SimpleNamespace(strategy=FSDPStrategy()), None, "fit")
+    EvidenceWarmStart().setup(SimpleNamespace(strategy=SimpleNamespace()), None, "fit")  # any other strategy: fine
