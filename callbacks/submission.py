@@ -133,11 +133,13 @@ class SubmissionWriter(BasePredictionWriter):
         return rows
 
     def _write_best_answers(self, rows: list[PredictedRow], examples: list[dict]) -> None:
-        """One line per question (first-appearance order): its highest-P(True) row."""
+        """One line per question (first-appearance order): its highest-P(True) row; a tie goes to the
+        smaller answer key, as in validation's ``select_acc`` (content, not the order rows arrived in)."""
         from mathverify.evidence.selection import best_rows, group_rows
 
         digests = [examples[row.row_index]["digest"] for row in rows]
-        best, sizes = best_rows([row.p_true for row in rows], digests), group_rows(digests)
+        keys = [examples[row.row_index]["answer_key"] for row in rows]
+        best, sizes = best_rows([row.p_true for row in rows], digests, keys), group_rows(digests)
         self.best_answers.parent.mkdir(parents=True, exist_ok=True)
         _write_csv_atomically(self.best_answers, ("question", "solutions", "ID", "answer", "p_true"), (
             (examples[rows[i].row_index]["question"], len(sizes[digest]), rows[i].id, examples[rows[i].row_index]["answer"], f"{rows[i].p_true:.6f}")

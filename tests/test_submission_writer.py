@@ -190,3 +190,23 @@ def test_threshold_outside_0_1_is_refused(threshold):
 
     with pytest.raises(USER_ERRORS, match=r"--threshold must be strictly between 0 and 1"):
         SubmissionWriter(threshold=threshold)
+
+
+def test_best_answers_writes_each_questions_highest_p_row_and_breaks_ties_by_answer(tmp_path):
+    from callbacks.submission import PredictedRow
+
+    def example(question: str, answer: str) -> dict:
+        return {"question": question, "digest": "d-" + question, "answer": answer, "answer_key": answer}
+
+    examples = [example("A", "7"), example("A", "9"), example("B", "5"), example("A", "8"),
+                example("B", "3"), example("C", "1")]
+    p_true = [0.40, 0.85, 0.30, 0.60, 0.30, 0.10]  # A: row 1 is highest; B: rows 2 and 4 tie
+    rows = [PredictedRow(row_index=i, id=f"id{i}", p_true=p) for i, p in enumerate(p_true)]
+    writer = SubmissionWriter(output=str(tmp_path / "sub.csv"), best_answers=str(tmp_path / "best.csv"))
+    for order in (rows, list(reversed(rows))):  # the order rows were gathered in must not matter
+        writer._write_best_answers(order, examples)
+        with open(tmp_path / "best.csv", newline="") as handle:
+            best = {r["question"]: r for r in csv.DictReader(handle)}
+        assert {q: (r["ID"], r["answer"], r["solutions"]) for q, r in best.items()} == {
+            "A": ("id1", "9", "3"), "B": ("id4", "3", "2"), "C": ("id5", "1", "1")}  # tie: the smaller answer, 3
+        assert float(best["A"]["p_true"]) == pytest.approx(0.85)
