@@ -15,6 +15,12 @@ last user message). The answer is the completion's last ``\\boxed{}`` (or what
 ``extract_answer`` returns); a completion without one gets ``no_answer_reward``. With
 ``group_samples`` the completions of one batch are scored in one call, so that the other samples
 of a question (and their agreement) count as evidence, as a contest question's rows do.
+
+A caution on ``group_samples`` (the default) during RL: the evidence is the policy's own samples, so a
+wrong answer that most samples share is rewarded as a consensus, and the policy is pushed further
+towards it (self-consistency's known failure: one generator repeats its own mistakes). Where that
+matters (late training, when the samples of a question agree often), pass ``group_samples=False``:
+each completion is then judged on its own text, and the reward no longer depends on the batch.
 """
 
 from __future__ import annotations
@@ -87,8 +93,9 @@ def verifier_reward(path: Union[str, Verifier], *, device: Optional[str] = None,
         path: what :meth:`Verifier.load` takes (export folder, checkpoint, ``RUN:best``), or a
             loaded ``Verifier``.
         device: where the verifier runs (default: the first GPU if there is one).
-        group_samples: score the completions of one question together (their agreement counts);
-            False scores each completion alone.
+        group_samples: score the completions of one question together (their agreement counts, so a
+            wrong answer most of the policy's samples share is rewarded as a consensus: see the
+            module docstring); False scores each completion alone.
         question_column: the dataset column holding the bare question (None: always the prompt).
         no_answer_reward: the reward of a completion without an answer.
         extract_answer: completion text -> its final answer, or None (default: the content of the
