@@ -31,7 +31,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, default=1_000_000)
     args = parser.parse_args(argv)
     from mathverify.data.sources import resolve_parts
-    from mathverify.evidence.index import TrainingEvidence, build_index, eval_features, pool_of
+    from mathverify.data.index_pass import build_index
+    from mathverify.evidence.index import TrainingEvidence, eval_features, pool_of
 
     build_index(resolve_parts("synthetic:10:0"), lambda digest: False, 0.0, 0)  # imports (datasets) first
     before = rss_mb()

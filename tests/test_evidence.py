@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from mathverify.data.index_pass import build_index
 from mathverify.evidence.index import (
     FEATURES,
     EvidenceIndex,
     TrainingEvidence,
-    build_index,
     eval_features,
     features,
     pool_of,

@@ -21,7 +21,8 @@ from mathverify.data.sources import DataError, arrow_dataset, iter_rows, resolve
 from mathverify.data.startup import StartupMixin
 from mathverify.data.stream import StreamPosition, TrainStream, ValidationRule
 from mathverify.errors import SettingsError
-from mathverify.evidence.index import EvidenceIndex, TrainingEvidence, attach_evidence, build_index
+from mathverify.data.index_pass import build_index
+from mathverify.evidence.index import EvidenceIndex, TrainingEvidence, attach_evidence
 from mathverify.model.backbone import load_tokenizer
 
 RoundPlan = Callable[[int], tuple[int, Optional[int]]]  # epoch -> (micro-batches, micro-batch size or None)

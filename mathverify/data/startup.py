@@ -30,7 +30,8 @@ from typing import Optional
 import torch
 
 from mathverify.data.stream import ValidationRule
-from mathverify.evidence.index import EvidenceIndex, HeldOutRow
+from mathverify.data.index_pass import HeldOutRow
+from mathverify.evidence.index import EvidenceIndex
 
 KEEP = 8
 SETTINGS = ("val_size", "val_scan_rows", "val_seen_size", "val_seen_max_rows", "evidence")
