@@ -4,7 +4,8 @@ A Llama of Llama-3-8B width (hidden 4,096, MLP 14,336, 32 query / 8 key-value he
 trained one step by the real Trainer through the module's own forward: the bytes kept alive for the
 backward are counted (``mathverify.model.memory``) between forward and backward. Until 2026-12-04
 the backbone stayed in the eval mode ``from_pretrained`` leaves it in (Lightning 2.6 does not call
-``.train()``), so transformers never checkpointed and a 15 GB T4 ran out of memory: this test fails then.
+``.train()``), so transformers never checkpointed and a 15 GB T4 ran out of memory: this test fails then
+(31.0 hidden vectors kept per token and layer with checkpointing "on", 29.0 off; 1.52 on since).
 """
 
 from __future__ import annotations
