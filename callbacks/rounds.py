@@ -15,6 +15,7 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.utilities import rank_zero_info
 
 from mathverify.errors import SettingsError
+from mathverify.memory_advice import fitting_divisor
 
 
 class Round(TypedDict, total=False):
@@ -201,11 +202,6 @@ class StepRounds(Callback):
         self.history = list(state_dict.get("history", []))
         self._carried = {int(e): float(s) for e, s in state_dict.get("seconds", {}).items()}
         self._rows_before = {int(e): int(r) for e, r in state_dict.get("rows_before", {}).items()}
-
-
-def fitting_divisor(rows: int, most: int) -> int:
-    """The largest divisor of ``rows`` that is at most ``most`` (1 at worst)."""
-    return max(d for d in range(1, min(rows, max(1, most)) + 1) if rows % d == 0)
 
 
 def _rows_seen(trainer: Trainer) -> int:

@@ -22,7 +22,7 @@ from mathverify.data.labels import LabelError
 from mathverify.data.prompt import PromptError
 from mathverify.data.sources import DataError
 from mathverify.errors import SettingsError
-from mathverify.memory_advice import OutOfMemory
+from mathverify.memory_advice import OutOfMemory, loading_advice
 from mathverify.model.backbone import BackboneError
 from mathverify.model.module import VerifierModule
 from mathverify.quiet import quiet_startup
@@ -297,9 +297,8 @@ def cli_main(args=None) -> None:
         raise SystemExit(f"mathverify: {err}") from None
     except USER_ERRORS as err:
         raise SystemExit(f"mathverify: error: {err}") from None
-    except OOM:  # before the run's settings were known (loading the weights)
-        raise SystemExit("mathverify: out of GPU memory while loading the model: try --model.quantization 4bit, "
-                         "or a device with more memory") from None
+    except OOM:  # before the run's settings were known
+        raise SystemExit(f"mathverify: {loading_advice(None)}") from None
 
 
 # clipping: TRL's and HF Trainer's default; max_epochs -1: steps (the rounds) bound a run, not epochs

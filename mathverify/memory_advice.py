@@ -35,9 +35,23 @@ class MemorySettings:
     alloc_conf: str = ""  # PYTORCH_CUDA_ALLOC_CONF / PYTORCH_ALLOC_CONF as set
 
 
+def fitting_divisor(rows: int, most: int) -> int:
+    """The largest divisor of ``rows`` that is at most ``most`` (1 at worst): the micro-batch a round's
+    ``rows`` split into when ``data.batch_size`` is ``most`` (``callbacks.rounds.StepRounds``)."""
+    return max(d for d in range(1, min(rows, max(1, most)) + 1) if rows % d == 0)
+
+
 def smaller_micro_batch(rows: int) -> int:
     """The next micro-batch size down that divides ``rows`` (rows per step kept exactly): 4 -> 2, 6 -> 3, 3 -> 1."""
-    return max(d for d in range(1, rows) if rows % d == 0)
+    return fitting_divisor(rows, rows - 1)
+
+
+def loading_advice(quantization: str | None) -> str:
+    """Out of memory before training started: only fewer bytes per weight, or a bigger device, can help."""
+    if quantization == "4bit":
+        return "out of GPU memory while loading the model; use a device with more memory"
+    return "out of GPU memory while loading the model: try --model.quantization 4bit (~0.56 byte per weight), " \
+           "or a device with more memory"
 
 
 def advice(s: MemorySettings) -> str:
@@ -46,9 +60,7 @@ def advice(s: MemorySettings) -> str:
     already: list[str] = []
     training = s.stage == "train"
     if s.stage == "load":
-        return ("out of GPU memory while loading the model" + ("" if s.quantization == "4bit" else
-                ": try --model.quantization 4bit (~0.56 byte per weight)") + ("; use a device with more memory"
-                if s.quantization == "4bit" else ", or a device with more memory"))
+        return loading_advice(s.quantization)
     if training:
         if s.gradient_checkpointing:
             already.append("gradient checkpointing")
@@ -94,9 +106,9 @@ def settings_from_run(trainer, module, datamodule) -> MemorySettings:
     if getattr(module, "model", None) is None:
         stage = "load"  # configure_model ran out while loading the weights
     micro, accumulate = int(data.batch_size), int(trainer.accumulate_grad_batches)
-    rounds = getattr(datamodule, "round_plan", None)
-    if rounds is not None and hasattr(rounds, "__self__"):  # StepRounds.plan: the round as it runs
-        micro, accumulate = rounds.__self__.micro_batches(trainer.current_epoch)
+    rounds = next((c for c in trainer.callbacks if hasattr(c, "micro_batches")), None)  # StepRounds
+    if rounds is not None:  # the round as it runs (after any split)
+        micro, accumulate = rounds.micro_batches(trainer.current_epoch)
     on_gpu = trainer.strategy.root_device.type == "cuda"
     return MemorySettings(
         stage=stage, gradient_checkpointing=bool(hp.gradient_checkpointing), quantization=hp.quantization,

@@ -88,8 +88,8 @@ def run(args: argparse.Namespace) -> Path:
     import torch
 
     gpus = torch.cuda.device_count()
-    args.device = args.device or ("cuda" if gpus else "cpu")
     process_device(args.device, 0, args.devices, gpus)  # more CUDA processes than GPUs: refused before any work
+    args.device = process_device(args.device, 0, 1, gpus)  # the one asked for, else the first GPU, else the CPU
     if output.exists() and not args.overwrite:
         raise ValueError(f"{output} already exists; pass --overwrite to replace it")
     parts = resolve_parts(args.input)
