@@ -4,8 +4,8 @@ P(correct) with and without it, per answering model, and the cost per row.
     python benchmarks/bench_checks.py
 
 Reads the real answers of eight public models to GSM8K and MATH Level-5 problems
-(``../shared/data``, ZeroEval results, Apache-2.0), each solution written as ``real_cases.py`` writes
-it (the model's reasoning, then "The final answer is $\\boxed{answer}$."). A check that spots a
+(``benchmarks/data``, ZeroEval results, Apache-2.0), each solution as the set holds it (the model's
+reasoning, then "The final answer is $\\boxed{answer}$."). A check that spots a
 writer's style rather than an error would show as a gap inside some models only: the per-model
 lines show P(correct) flawed / not flawed for every model. Also times ``flawed`` per row in one
 process and ``flawed_in_order`` over every row with all CPUs.
@@ -14,24 +14,16 @@ process and ``flawed_in_order`` over every row with all CPUs.
 from __future__ import annotations
 
 import collections
-import gzip
-import json
 import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-DATA = ROOT.parent / "shared" / "data"
-SETS = {"gsm8k": "real-gsm8k-8models.jsonl.gz", "math": "real-math-l5-8models.jsonl.gz"}
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from real_cases import original_rows as rows_of  # noqa: E402  (a set's rows in its original order)
 
-
-def rows_of(name: str) -> list[dict]:
-    with gzip.open(DATA / SETS[name], "rt", encoding="utf-8") as handle:
-        rows = [json.loads(line) for line in handle]
-    for r in rows:
-        r["solution"] = r["reasoning"] + f"\n\nThe final answer is $\\boxed{{{r['answer']}}}$."
-    return rows
+SETS = ("gsm8k", "math")
 
 
 def share(rows: list[dict], bits: list[bool], want: bool) -> str:
@@ -43,8 +35,6 @@ def main() -> int:
     from mathverify.evidence.answers import before_last_boxed
     from mathverify.evidence.checks import answer_supported, arithmetic, flawed, flawed_in_order
 
-    if not all((DATA / f).is_file() for f in SETS.values()):
-        raise SystemExit(f"{DATA} holds no real answers: this benchmark needs the project's shared/ folder")
     for name in SETS:
         rows = rows_of(name)
         started = time.perf_counter()

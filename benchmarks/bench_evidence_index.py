@@ -6,7 +6,7 @@ Rows come from the built-in generator (1-12 solutions per question, mean 5.5: mo
 questions than the contest's ~15k at a million rows, so a pessimistic size). Prints the pass time,
 the index's questions / distinct answers, its JSON size (what checkpoints hold) and gzip size (what
 ``export`` writes), the memory the pass added (peak RSS), the cost of one leave-one-out lookup, and
-the symbolic equality stage on real MATH answers (``../shared/data``), in one and in all processes.
+the symbolic equality stage on real MATH answers (``benchmarks/data/math``), in one and in all processes.
 """
 
 from __future__ import annotations
@@ -64,26 +64,22 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def equality_on_real_math() -> None:
-    """The symbolic stage (math-verify) on real LaTeX answers: the MATH Level-5 set in ../shared/data
+    """The symbolic stage (math-verify) on real LaTeX answers: the MATH Level-5 set in benchmarks/data/math
     (721 questions x 8 models), one process and every CPU. Synthetic answers are plain numbers and
     never reach it, so this is where its cost shows."""
     import collections
-    import json
     import os
 
     from mathverify.evidence import equality
     from mathverify.evidence.answers import answer_key
     from mathverify.evidence.equality import all_classes, needs_symbolic
 
-    path = ROOT.parent / "shared" / "data" / "real-math-l5-8models.jsonl.gz"
-    if not path.is_file():
-        print(f"({path} not found: equality on real LaTeX answers not measured)")
-        return
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from real_cases import original_rows
+
     votes = collections.defaultdict(collections.Counter)
-    with gzip.open(path, "rt", encoding="utf-8") as handle:
-        for line in handle:
-            row = json.loads(line)
-            votes[row["id"]][answer_key(row["answer"])] += 1
+    for row in original_rows("math"):
+        votes[row["source_id"]][answer_key(row["answer"])] += 1
     symbolic = sum(needs_symbolic(v) for v in votes.values())
     equality.PARALLEL_MIN_QUESTIONS = 1  # this small set in worker processes too, to time them
     for workers in (1, os.cpu_count() or 1):

@@ -1,9 +1,10 @@
 """Accuracy on real generated solutions: fit + predict + score for every case, beside the no-model rules.
 
-The cases come from ``../shared/tools/real_cases.py`` (real answers of eight public models to GSM8K
-and MATH Level-5 problems, ZeroEval results, Apache-2.0; the data stays in ``../shared/data``):
-``gsm8k`` / ``math``, each ``unseen`` (test questions never in training) and ``seen`` (half of each
-test question's labelled solutions are in training, as in the contest). For every case and
+The cases are written by ``benchmarks/real_cases.py`` from the sets shipped in ``benchmarks/data/``
+(sources and licences in its README): ``gsm8k`` / ``math`` (eight different models per question)
+and ``gsm8k-gpt3`` / ``gsm8k-codex`` (one model family, or one model under nine prompts), each
+``unseen`` (test questions never in training) and ``seen`` (half of each test question's labelled
+solutions are in training, as in the contest). For every case and
 variant this runs ``mathverify fit`` on the case's ``train.csv`` with the config as shipped (only
 the file swapped), ``mathverify predict`` on ``test.csv`` with P(True) written out, then scores
 every test row:
@@ -30,7 +31,6 @@ from __future__ import annotations
 import argparse
 import collections
 import csv
-import gzip
 import json
 import subprocess
 import sys
@@ -39,8 +39,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED = ROOT.parent / "shared"
-TOOL = SHARED / "tools" / "real_cases.py"
+sys.path.insert(0, str(ROOT / "benchmarks"))
+import real_cases  # noqa: E402  (benchmarks/real_cases.py: the sets and their splits)
+
 CASES = ("gsm8k-unseen", "gsm8k-seen", "math-unseen", "math-seen")
 ONE_GENERATOR = ("gsm8k-gpt3-unseen", "gsm8k-gpt3-seen", "gsm8k-codex-unseen", "gsm8k-codex-seen")  # --cases
 VARIANTS = {
@@ -48,17 +49,13 @@ VARIANTS = {
     "evidence": ["--model.evidence", "true", "--model.use_text", "false"],
     "both": ["--model.evidence", "true"],
 }
-DATA = {"gsm8k": "real-gsm8k-8models.jsonl.gz", "math": "real-math-l5-8models.jsonl.gz",
-        "gsm8k-gpt3": "real-gsm8k-gpt3-cot.jsonl.gz", "gsm8k-codex": "real-gsm8k-codex-9.jsonl.gz"}
 csv.field_size_limit(1 << 30)
 
 
 def make_case(case: str, folder: Path, seed: int) -> str:
-    """Write the case's files with the shared tool; returns the tool's reference line."""
+    """Write the case's files (``real_cases.write_case``); returns its reference line."""
     name, mode = case.rsplit("-", 1)  # set names may hold a hyphen: gsm8k-gpt3-unseen
-    done = subprocess.run([sys.executable, str(TOOL), name, str(folder), "--mode", mode, "--seed", str(seed)],
-                          capture_output=True, text=True, check=True)
-    return done.stdout.strip()
+    return real_cases.write_case(name, folder, mode, seed=seed)
 
 
 def keep_per_question(folder: Path, k: int, seed: int) -> None:
@@ -95,21 +92,15 @@ def read_csv(path: Path) -> list[dict]:
 
 
 def writer_of_rows(case: str) -> dict[tuple[str, str], str]:
-    """(question, solution) -> answering model, from the shared data (the case files drop the model)."""
-    out = {}
-    with gzip.open(SHARED / "data" / DATA[case.rsplit("-", 1)[0]], "rt", encoding="utf-8") as handle:
-        for line in handle:
-            r = json.loads(line)
-            solution = r["reasoning"] + f"\n\nThe final answer is $\\boxed{{{r['answer']}}}$."
-            out[(r["question"], solution)] = r["model"]
-    return out
+    """(question, solution) -> answering model (the case files drop the model)."""
+    return {(r["question"], r["solution"]): r["model"] for r in real_cases.original_rows(case.rsplit("-", 1)[0])}
 
 
 BY_LABEL = {"answer labelled right": True, "another answer labelled right": False, "answer labelled wrong": False}
 
 
 def rules(folder: Path) -> dict[str, list]:
-    """The reference rules' decision per test row (same definitions as the shared tool), and the
+    """The reference rules' decision per test row (same definitions as real_cases.py), and the
     situation that decides the known-label rule's answer ("situation", for ``--by``)."""
     train, test = read_csv(folder / "train.csv"), read_csv(folder / "test.csv")
     known = collections.defaultdict(list)
@@ -221,18 +212,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cases", default=",".join(CASES),
                         help="comma-separated, of: " + ", ".join(CASES + ONE_GENERATOR))
     parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated subset of: " + ", ".join(VARIANTS))
-    parser.add_argument("--seed", type=int, default=0, help="the cases' split seed (real_cases.py --seed)")
+    parser.add_argument("--seed", type=int, default=0, help="the cases' split seed (benchmarks/real_cases.py --seed)")
     parser.add_argument("--per-question", type=int, default=0,
                         help="keep at most this many solutions per question (e.g. 4: as in sets of 4 samples); 0 = all 8")
     parser.add_argument("--by", action="store_true", help="also accuracy per answering model and per sibling count")
     parser.add_argument("--dir", default=None, help="where cases and runs go (default: a new temporary folder)")
     args = parser.parse_args(argv[: argv.index("--")] if "--" in argv else argv)
-    if not TOOL.is_file():
-        raise SystemExit(f"{TOOL} not found: this benchmark needs the project's shared/ folder beside the repo")
     work = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="mathverify-real-"))
     table = []
     for case in args.cases.split(","):
         folder = work / "cases" / case
+        if case.rsplit("-", 1)[-1] not in ("unseen", "seen") or case.rsplit("-", 1)[0] not in real_cases.SETS:
+            raise SystemExit(f"unknown case {case!r}: one of {', '.join(CASES + ONE_GENERATOR)}")
         print(make_case(case, folder, args.seed), file=sys.stderr)
         if args.per_question:
             keep_per_question(folder, args.per_question, args.seed)

@@ -25,7 +25,7 @@ MUST_MEET = [
     (r"\pi r^2", r"r^2\pi"), (r"x \in [2,5]", "[2,5]"),
     # the key stage: numbers as exact fractions, spelling
     (r"\frac{1}{2}", "0.5"), (r"\dfrac{3}{4}", "0.75"), ("$1,000.00", "1000"), ("18 dollars", "18"), ("(1, 2)", "(1,2)"),
-    # pairs of real MATH Level-5 answers (shared/data, both labelled correct by the gold grader)
+    # pairs of real MATH Level-5 answers (benchmarks/data/math, both labelled correct by the gold grader)
     ("sqrt(25)", "5"), (r"\frac{a-1}{1-a}", "-1"), ("10 * 2^9", "5120"), (r"\sqrt{89}", "sqrt(89)"),
     ("5*sqrt(6)", "sqrt(150)"), ("-221_3", "-221"), ("6√2", "6 * sqrt(2)"), ("7 + √11", r"7 + \sqrt{11}"),
     ("1112112₃", "1112112_3"),

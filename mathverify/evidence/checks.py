@@ -12,7 +12,7 @@ Two checks, each cheap (regular expressions and exact arithmetic on the numbers 
   before its final statement (the last ``\\boxed{}`` and what follows it are not read). A
   guessed answer (a crashed program, a truncated derivation) is not supported.
 
-On real generated solutions (``../shared/data``, eight models each; ``benchmarks/bench_checks.py``,
+On real generated solutions (``benchmarks/data``, eight models each; ``benchmarks/bench_checks.py``,
 2026-12-03): a GSM8K solution with a wrong step was right 8 % of the time (2.6 % of rows; the
 others 72 %), one whose answer the body never reached 22 % (10 %; the others 75 %); on MATH
 Level 5, 22 % and 24 % against 43 % and 45 %. The gap holds within every answering model (it is
