@@ -90,6 +90,10 @@ class MathVerifyCLI(LightningCLI):
             from mathverify.memory_advice import advice, settings_from_run
 
             raise OutOfMemory(advice(settings_from_run(self.trainer, self.model, self.datamodule))) from err
+        if subcommand in ("validate", "test") and self.trainer.is_global_zero:
+            line = beside_the_rules(self.trainer.callback_metrics, "val" if subcommand == "validate" else "test")
+            if line:
+                print(line)
 
     # ----- checkpoint short forms and run folders -------------------------------------------
     def _parse_ckpt_path(self) -> None:
@@ -134,8 +138,13 @@ class MathVerifyCLI(LightningCLI):
             self.datamodule.take_startup_state(_load_checkpoint(ckpt).get("VerifyDataModule", {}))
         if self.subcommand in ("validate", "test"):
             from callbacks.eval_step import LogAtCheckpointStep
+            from callbacks.metrics import VerificationMetrics
+            from callbacks.selection import SelectionMetrics
 
             self.trainer.callbacks.append(LogAtCheckpointStep())
+            for kind in (VerificationMetrics, SelectionMetrics):  # accuracy beside the rules, with or without --config
+                if not any(isinstance(c, kind) for c in self.trainer.callbacks):
+                    self.trainer.callbacks.append(kind())
         if self.subcommand != "predict":
             return
         from callbacks.submission import SubmissionWriter
@@ -146,6 +155,19 @@ class MathVerifyCLI(LightningCLI):
             SubmissionWriter(output=output, probabilities=section.probabilities, threshold=section.threshold,
                              overwrite=section.overwrite, best_answers=section.best_answers)
         )
+
+
+def beside_the_rules(metrics: dict, prefix: str) -> Optional[str]:
+    """One line: the model's accuracy beside the no-model rules on the same rows (None without them)."""
+    value = {name: float(metrics[f"{prefix}/{name}"]) for name in ("acc", "majority_acc", "agreement_acc", "auroc")
+             if f"{prefix}/{name}" in metrics}
+    if "acc" not in value or "majority_acc" not in value:
+        return None
+    rules = f"majority class {value['majority_acc']:.4f}"
+    if "agreement_acc" in value:
+        rules += f", agreement rule {value['agreement_acc']:.4f}"
+    auroc = f", AUROC {value['auroc']:.4f}" if "auroc" in value else ""
+    return f"{prefix}: accuracy {value['acc']:.4f}{auroc}; no model: {rules}"
 
 
 def _swap(callbacks: list, kinds: tuple, replacement) -> list:

@@ -3,6 +3,7 @@ every callback class any shipped config uses)."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import yaml
@@ -36,7 +37,7 @@ def _small_demo(tmp_path: Path) -> Path:
     return path
 
 
-def test_every_subcommand_runs_with_the_shipped_callbacks(tmp_path):
+def test_every_subcommand_runs_with_the_shipped_callbacks(tmp_path, capsys):
     demo = yaml.safe_load((ROOT / "configs" / "demo.yaml").read_text())
     listed = {c["class_path"] for c in demo["trainer"]["callbacks"]}
     assert _shipped_callback_classes() - listed <= {"lightning.pytorch.strategies.FSDPStrategy"}
@@ -46,6 +47,15 @@ def test_every_subcommand_runs_with_the_shipped_callbacks(tmp_path):
     ckpt = str(logs / "demo" / "version_0" / "checkpoints" / "last.ckpt")
     cli_main(["validate", *common, "--ckpt_path", ckpt])
     cli_main(["test", *common, "--ckpt_path", ckpt, "--data.test_files", "synthetic:120:3"])
+    assert "test: accuracy" in capsys.readouterr().out
+    # without --config (no callbacks listed) test still reports accuracy beside the no-model rules
+    cli_main(["test", "--logs_dir", str(logs), "--ckpt_path", ckpt, "--data.test_files", "synthetic:120:3",
+              "--trainer.enable_progress_bar", "false"])
+    said = capsys.readouterr().out
+    assert re.search(r"^test: accuracy 0\.\d{4}, AUROC 0\.\d{4}; no model: majority class 0\.\d{4}, "
+                     r"agreement rule 0\.\d{4}$", said, re.M), said
+    for name in ("test/select_acc", "test/vote_acc", "test/agreement_acc", "test/majority_acc"):
+        assert name in said
     cli_main(["predict", *common, "--ckpt_path", ckpt, "--data.predict_files", "synthetic-test:30:7",
               "--submission", str(tmp_path / "sub.csv")])
     assert len((tmp_path / "sub.csv").read_text().splitlines()) == 31
