@@ -179,12 +179,13 @@ def score(folder: Path, run_dir: Path, by: bool, writers: dict, reference: dict)
         # By how many other solutions of the question (test or training) gave the same answer string:
         # where agreement says little (one generator), the model's own reading has to decide.
         agreeing = collections.defaultdict(list)
-        for k, d, t, g in zip(reference["agreeing"], decided, y, reference["agreement"]):
-            agreeing[min(k, 3)].append((d, t, g))
+        for k, d, t, g, v in zip(reference["agreeing"], decided, y, reference["agreement"], p):
+            agreeing[min(k, 3)].append((d, t, g, v))
         for k, rows in sorted(agreeing.items()):
-            label = f"others agreeing {k}{'+' if k == 3 else ''} (right {sum(t for _, t, _ in rows) / len(rows):.2f}, " \
-                    f"pred True {sum(d for d, _, _ in rows) / len(rows):.2f}, rule {sum(g == t for _, t, g in rows) / len(rows):.4f})"
-            out["by"][label] = (sum(d == t for d, t, _ in rows) / len(rows), len(rows))
+            label = f"others agreeing {k}{'+' if k == 3 else ''} (right {sum(r[1] for r in rows) / len(rows):.2f}, " \
+                    f"mean P {sum(r[3] for r in rows) / len(rows):.2f}, pred True {sum(r[0] for r in rows) / len(rows):.2f}, " \
+                    f"rule {sum(r[2] == r[1] for r in rows) / len(rows):.4f})"
+            out["by"][label] = (sum(r[0] == r[1] for r in rows) / len(rows), len(rows))
         # Seen cases: accuracy where the known-label rule decides by a label and where it falls back
         # on agreement, beside the rule's own accuracy on the same rows.
         situated = collections.defaultdict(lambda: [0, 0, 0])  # rows, model right, rule right

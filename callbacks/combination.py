@@ -16,14 +16,20 @@ class FitCombination(Callback):
 
     m is the text's margin, d the evidence shift. Each case (rows with no labelled sibling,
     ``val``; rows with some, ``val_seen``) with at least ``min_rows`` rows fits its own three
-    numbers on its rows (``fit_case``: a prior around the identity, adopted only when clearly
-    better). A smaller case (a seen view of a few dozen rows) keeps b = 1, c = 0 and gets a text
+    numbers on its rows (``fit_case``: logistic regression with a Gaussian prior around the
+    identity). A smaller case (a seen view of a few dozen rows) keeps b = 1, c = 0 and gets a text
     weight a fitted on the rows of both cases (``fit_cases``; the text model is one model whichever
     case a row is in), so noise text is dropped there too. The checkpoint saved after this
     validation holds them beside the thresholds. List it before ``VerificationMetrics`` and
     ``DecisionThreshold``: they read ``epoch_outputs()``, whose probabilities use the module's
     current weights, so the metrics and thresholds are those of the probabilities predict will
     give. ``val/loss`` stays the loss of m + d (what training optimises, and what picks the checkpoint).
+
+    The fit is adopted whatever its gain (``min_gain`` 0): the text has to earn its weight on
+    held-out questions. A gate that keeps the identity unless the fit is clearly better (the
+    chi-square test, ``min_gain=None``) keeps a = 1 for text whose noise is small overall but
+    decides the rows the evidence leaves near P = 0.5: a text model that learnt its training
+    questions by heart moves exactly those (one generator's 2-1-1 and 2-2 answers) the wrong way.
 
     Logged per case: ``<view>/combination_text``, ``_evidence``, ``_bias`` (the weights used) and
     ``<view>/loss_combined`` (mean loss with them, in-sample); ``val/combination_adopted`` (1 when
@@ -34,11 +40,11 @@ class FitCombination(Callback):
             fitted on all rows; with fewer rows in all, nothing is fitted.
         prior: precision of the Gaussian prior around the identity (in rows' summed log-loss units).
         min_gain: adopt a fit only when twice its log-likelihood gain over the identity is at
-            least this; None: the 1 % point of chi-square for the numbers fitted (11.34 for a
-            case's three, 6.63 for the text weight alone).
+            least this; 0: always; None: the 1 % point of chi-square for the numbers fitted
+            (11.34 for a case's three, 6.63 for the text weight alone).
     """
 
-    def __init__(self, min_rows: int = 50, prior: float = 1.0, min_gain: float | None = None) -> None:
+    def __init__(self, min_rows: int = 50, prior: float = 1.0, min_gain: float | None = 0.0) -> None:
         if min_rows < 1 or prior < 0 or (min_gain is not None and min_gain < 0):
             raise ValueError("min_rows must be >= 1, prior and min_gain >= 0")
         self.min_rows, self.prior, self.min_gain = min_rows, prior, min_gain

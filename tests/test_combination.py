@@ -153,3 +153,23 @@ def test_bad_settings_fail_in_one_line():
         FitCombination(min_rows=0)
     with pytest.raises(ValueError, match="min_gain"):
         FitCombination(min_gain=-1.0)
+
+
+def test_slightly_noisy_text_loses_its_weight_though_no_test_would_call_the_fit_significant():
+    """Text noise of std 0.3 on 600 rows: too small for the chi-square gate (identity kept in 5 of 8
+    draws), yet enough to flip the rows the evidence leaves near P = 0.5. The callback's default
+    adopts the fit, so the text's weight follows what the held-out rows support (mean |a| ~ 0.3)."""
+    gated_kept, weights = 0, []
+    for seed in range(8):
+        g = torch.Generator().manual_seed(seed)
+        d = torch.randn(600, generator=g, dtype=torch.float64) * 2
+        m = torch.randn(600, generator=g, dtype=torch.float64) * 0.3
+        y = (torch.rand(600, generator=g, dtype=torch.float64) < torch.sigmoid(d)).long()
+        rows = {"margin": m.float(), "shift": d.float(), "labels": y, "labelled": torch.zeros(600).long()}
+        gated, default = _Module(rows), _Module(rows)
+        FitCombination(min_gain=None).on_validation_epoch_end(IN_FIT, gated)
+        FitCombination().on_validation_epoch_end(IN_FIT, default)
+        gated_kept += gated.combination.as_list()[0] == list(IDENTITY)
+        weights.append(default.combination.as_list()[0][0])
+    assert gated_kept >= 4
+    assert max(abs(a) for a in weights) < 0.7 and sum(abs(a) for a in weights) / len(weights) < 0.4

@@ -13,7 +13,8 @@ that also picks the decision threshold), three numbers (a, b, c): P = sigmoid(a 
 They start at (1, 1, 0), which is the training sum exactly; ``fit_case`` fits them by logistic
 regression on a case's held-out validation rows (``callbacks.combination.FitCombination``; a case
 with too few rows gets only a text weight, fitted on the rows of both cases by ``fit_cases``), so
-text that is noise on held-out rows gets a ~ 0 and text that helps keeps its weight. Only test, predict
+text that is noise on held-out rows gets a ~ 0 and text that helps keeps its weight (the callback
+adopts the fit whatever its gain; the functions here can gate it by a chi-square test). Only test, predict
 and the Python API use the fitted numbers: training and the validation loss see m + d.
 """
 
