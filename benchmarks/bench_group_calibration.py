@@ -101,8 +101,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-rows", type=int, default=12_000, help="EvidenceWarmStart max_rows")
     parser.add_argument("--draws", type=int, default=16, help="EvidenceWarmStart draws")
     parser.add_argument("--test-questions", type=int, default=20_000, help="unseen test questions of 4 solutions")
+    parser.add_argument("--test-seed", type=int, default=1, help="seed of the test questions")
     args = parser.parse_args(argv)
-    test = test_groups(args.test_questions, seed=12345)
+    test = test_groups(args.test_questions, seed=args.test_seed)
     print(f"{'N':>3} {'seed':>4} {'others agreeing':>15} {'rows':>6} {'true rate':>9} {'mean P':>7} {'diff':>6}")
     for size in (int(s) for s in args.sizes.split(",")):
         for seed in (int(s) for s in args.seeds.split(",")):
