@@ -2,8 +2,8 @@
 warm start fits it puts every group near its rate on unseen 4-solution questions, whether training
 questions had 4 or 8 solutions (benchmarks/bench_group_calibration.py: the case and a fuller table).
 
-With 30 solutions per training question the same benchmark still misses the unanimous group by
-5-10 points (2026-12-04, docs/evidence.md): not asserted here.
+With 30 solutions per training question the same benchmark still misses some groups by 4-10
+points (2026-12-04, docs/evidence.md): not asserted here.
 """
 
 from __future__ import annotations
