@@ -142,9 +142,9 @@ class MathVerifyCLI(LightningCLI):
             from callbacks.selection import SelectionMetrics
 
             self.trainer.callbacks.append(LogAtCheckpointStep())
-            for kind in (VerificationMetrics, SelectionMetrics):  # accuracy beside the rules, with or without --config
-                if not any(isinstance(c, kind) for c in self.trainer.callbacks):
-                    self.trainer.callbacks.append(kind())
+            kinds = (VerificationMetrics, SelectionMetrics)
+            if not any(isinstance(c, kinds) for c in self.trainer.callbacks):  # no --config listing them:
+                self.trainer.callbacks += [kind() for kind in kinds]  # accuracy beside the rules all the same
         if self.subcommand != "predict":
             return
         from callbacks.submission import SubmissionWriter
