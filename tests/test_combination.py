@@ -98,7 +98,7 @@ def test_callback_gives_a_small_case_the_text_weight_of_all_rows_and_leaves_its_
     rows = {"margin": torch.cat([m0, m1]).float(), "shift": torch.cat([d0, d1]).float(),
             "labels": torch.cat([y0, y1]).long(), "labelled": torch.cat([torch.zeros(1500), torch.ones(30)]).long()}
     module = _Module(rows)
-    FitCombination(min_rows=50).on_validation_epoch_end(IN_FIT, module)
+    FitCombination(min_rows=50, case_rows=50).on_validation_epoch_end(IN_FIT, module)
     unseen, seen = module.combination.as_list()
     assert abs(unseen[0]) < 0.15 and abs(seen[0]) < 0.15 and seen[1:] == [1.0, 0.0]  # noise text dropped for seen rows too
     assert module.logged["val/combination_adopted"] == 1.0 and module.logged["val_seen/combination_text"] == seen[0]
@@ -111,7 +111,7 @@ def test_a_large_seen_case_keeps_its_own_text_weight():
     rows = {"margin": torch.cat([m0, m1]).float(), "shift": torch.cat([d0, d1]).float(),
             "labels": torch.cat([y0, y1]).long(), "labelled": torch.cat([torch.zeros(1500), torch.ones(1500)]).long()}
     module = _Module(rows)
-    FitCombination(min_rows=50).on_validation_epoch_end(IN_FIT, module)
+    FitCombination(min_rows=50, case_rows=50).on_validation_epoch_end(IN_FIT, module)
     unseen, seen = module.combination.as_list()
     assert abs(unseen[0]) < 0.15 and seen[0] > 0.8
 
@@ -131,7 +131,7 @@ def test_too_few_rows_in_all_keeps_the_identity():
     m, d, y = _rows(20, 6, text_noise=True)
     module = _Module({"margin": m.float(), "shift": d.float(), "labels": y.long(), "labelled": torch.zeros(20).long()})
     module.combination.set_case(0, (0.5, 0.5, 0.5))  # left over from an earlier validation
-    FitCombination(min_rows=50).on_validation_epoch_end(IN_FIT, module)
+    FitCombination(min_rows=50, case_rows=50).on_validation_epoch_end(IN_FIT, module)
     assert module.combination.as_list() == [list(IDENTITY), list(IDENTITY)] and not module.logged
 
 
@@ -173,3 +173,19 @@ def test_slightly_noisy_text_loses_its_weight_though_no_test_would_call_the_fit_
         weights.append(default.combination.as_list()[0][0])
     assert gated_kept >= 4
     assert max(abs(a) for a in weights) < 0.7 and sum(abs(a) for a in weights) / len(weights) < 0.4
+
+
+def test_by_default_a_seen_view_of_a_hundred_rows_does_not_fit_its_own_evidence_weights():
+    """120 seen rows with over-confident evidence: fewer than case_rows (200), so b and c stay (1, 0)
+    and only the text weight, fitted on all rows, applies (a few informative rows cannot carry three numbers)."""
+    m0, d0, y0 = _rows(1500, 9, text_noise=True)
+    m1, d1, y1 = _rows(120, 10, text_noise=True)
+    rows = {"margin": torch.cat([m0, m1]).float(), "shift": torch.cat([d0, d1 * 2]).float(),
+            "labels": torch.cat([y0, y1]).long(), "labelled": torch.cat([torch.zeros(1500), torch.ones(120)]).long()}
+    module = _Module(rows)
+    FitCombination().on_validation_epoch_end(IN_FIT, module)
+    unseen, seen = module.combination.as_list()
+    assert seen[1:] == [1.0, 0.0] and abs(seen[0]) < 0.15 and unseen[1] != 1.0
+    fitted_alone = _Module(rows)
+    FitCombination(case_rows=100).on_validation_epoch_end(IN_FIT, fitted_alone)
+    assert fitted_alone.combination.as_list()[1][1] < 0.8  # with a lower bar it would fit b itself
