@@ -78,3 +78,43 @@ def test_reward_drives_a_real_grpo_step(verifier, tiny_path, tmp_path, monkeypat
     logged = next(entry for entry in trainer.state.log_history if "reward" in entry)
     assert len(scored) == 4 and all(0.0 < s < 1.0 for s in scored)  # every completion reached the verifier
     assert logged["rewards/mathverify_verifier/mean"] == pytest.approx(sum(scored) / 4, abs=1e-5)
+
+
+def test_the_default_boxed_answer_path_inside_a_real_grpo_step(verifier, tiny_path, tmp_path, monkeypatch):
+    """No ``extract_answer``: the reward reads each completion's last \\boxed{} inside GRPOTrainer.
+
+    A random policy never writes \\boxed{}, so this one's ``generate`` appends fixed completions
+    (two per question: one boxed, one without an answer) to the prompts TRL gives it; everything
+    after generation (decoding, the reward call, advantages, the loss step) is TRL's own."""
+    trl = pytest.importorskip("trl")
+    import datasets
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_path)
+    policy = AutoModelForCausalLM.from_pretrained(tiny_path)
+    texts = [" 2 + 2 = \\boxed{4}", " I am not sure.", " 3 * 3 = \\boxed{9}", " 3 + 3 = 6"]
+    written = [tokenizer(t, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id] for t in texts]
+    width = max(len(w) for w in written)
+
+    def fixed_generate(input_ids=None, **_):
+        tails = [written[i % len(written)] + [tokenizer.pad_token_id] * (width - len(written[i % len(written)]))
+                 for i in range(input_ids.shape[0])]
+        return torch.cat([input_ids, torch.tensor(tails, dtype=input_ids.dtype)], dim=1)
+
+    monkeypatch.setattr(policy, "generate", fixed_generate)
+    scored_rows = []
+    original = verifier.score
+    monkeypatch.setattr(verifier, "score", lambda rows: scored_rows.extend(rows) or original(rows))
+    reward = verifier_reward(verifier)  # the default: last \boxed{}, no_answer_reward 0.0
+    questions = ["What is 2 + 2?", "What is 3 * 3?"]
+    data = datasets.Dataset.from_list([{"prompt": f"Question: {q}\nSolution:", "question": q} for q in questions])
+    args = trl.GRPOConfig(output_dir=str(tmp_path / "grpo"), per_device_train_batch_size=4, num_generations=2,
+                          max_completion_length=width, max_steps=1, report_to="none", use_cpu=True, logging_steps=1,
+                          save_strategy="no", seed=0, shuffle_dataset=False)
+    trainer = trl.GRPOTrainer(model=policy, reward_funcs=reward, args=args, train_dataset=data, processing_class=tokenizer)
+    trainer.train()
+    assert sorted(r["answer"] for r in scored_rows) == ["4", "9"]  # only the boxed completions reached the verifier
+    assert all(r["solution"].strip().endswith("}") and r["question"] in questions for r in scored_rows)
+    logged = next(entry for entry in trainer.state.log_history if "reward" in entry)
+    assert 0.0 < logged["rewards/mathverify_verifier/mean"] < 0.5  # two of four completions got 0.0
