@@ -1,7 +1,9 @@
 """Loading the backbone: a Hugging Face causal LM (optionally bitsandbytes-quantized) with LoRA.
 
 ``backbone="tiny"`` selects a small randomly initialised Llama and a byte-level BPE tokenizer
-trained offline on synthetic contest rows; both are built once into a cache folder and then loaded
+trained offline on synthetic contest rows (``tiny_tokenizer.json`` beside this file;
+``tests/test_tiny_tokenizer.py`` checks it equals one trained afresh on the generator's rows, and
+rewrites it when run as a script); both are built once into a cache folder and then loaded
 through exactly the same ``from_pretrained`` path as a real checkpoint.
 """
 
@@ -17,6 +19,7 @@ from pathlib import Path
 import torch
 
 TINY = "tiny"
+TINY_TOKENIZER = Path(__file__).with_name("tiny_tokenizer.json")
 LLAMA_PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -48,11 +51,8 @@ def resolve_backbone(name: str) -> str:
     """Return a loadable name or folder: the tiny backbone's cache folder (built if missing)."""
     if name != TINY:
         return name
-    from mathverify.data.synthetic import generate_rows
-
-    # The tokenizer is trained on synthetic rows: a change to the generator is a new backbone.
-    sample = list(generate_rows(5, seed=12345))
-    key = hashlib.sha1(json.dumps([TINY_SPEC, sample], sort_keys=True).encode()).hexdigest()[:12]
+    # The tokenizer file is part of the key: a new generator (a new tokenizer) is a new backbone.
+    key = hashlib.sha1(json.dumps([TINY_SPEC, TINY_TOKENIZER.read_text(encoding="utf-8")], sort_keys=True).encode()).hexdigest()[:12]
     folder = cache_root() / f"tiny-llama-{key}"
     if not (folder / "config.json").is_file():
         build_tiny_backbone(folder)
@@ -79,19 +79,21 @@ def train_tiny_tokenizer(texts, vocab_size: int):
     return PreTrainedTokenizerFast(tokenizer_object=tok, **SPECIAL_TOKENS)
 
 
+def tiny_tokenizer():
+    """The tiny backbone's tokenizer (``tiny_tokenizer.json``) as a transformers fast tokenizer."""
+    from tokenizers import Tokenizer
+    from transformers import PreTrainedTokenizerFast
+
+    return PreTrainedTokenizerFast(tokenizer_object=Tokenizer.from_str(TINY_TOKENIZER.read_text(encoding="utf-8")),
+                                   **SPECIAL_TOKENS)
+
+
 def build_tiny_backbone(folder: Path) -> None:
-    """Train the tokenizer on synthetic rows, initialise a small Llama, save both atomically."""
+    """Initialise a small Llama for the shipped tiny tokenizer, save both atomically."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from mathverify.data.prompt import SEED_TEMPLATE
-    from mathverify.data.synthetic import generate_rows
-
     spec = TINY_SPEC
-    texts = [
-        SEED_TEMPLATE.format(**row) + (" True" if row["is_correct"] else " False") + "True False"
-        for row in generate_rows(spec["tokenizer_rows"], seed=12345)
-    ]
-    tokenizer = train_tiny_tokenizer(texts, spec["vocab_size"])
+    tokenizer = tiny_tokenizer()
     config = LlamaConfig(
         vocab_size=len(tokenizer),
         hidden_size=spec["hidden_size"],
