@@ -1,8 +1,9 @@
 """Prediction throughput: ours (label-token head) vs the seed's generate-and-compare, same model and rows.
 
-* ``ours``: rows tokenized by ``mathverify.data.prompt.PromptEncoder``, sorted by length, cut into batches,
-  right-padded (``collate_examples``); one forward per batch through ``VerifierModule`` (decoder +
-  two ``lm_head`` rows at the last real position).
+* ``ours``: rows tokenized by ``mathverify.data.prompt.PromptEncoder``, sorted longest first and cut into
+  batches as ``mathverify predict`` cuts them (``mathverify.data.eval_batches``: a fixed number of rows,
+  or ``auto``), right-padded; one forward per batch through ``VerifierModule`` (decoder + two
+  ``lm_head`` rows at the last real position).
 * ``seed``: the seed prompt (no label), rows in file order, batches of 30, left padding,
   ``generate(max_new_tokens=2, do_sample=False)``, decode the new tokens, compare the text with
   "true"/"false" (a fine-tuned model stops after the label and EOS: 2 new tokens is its cheapest case).
@@ -35,8 +36,9 @@ def parse(argv=None):
     p.add_argument("--shape", default="smollm2-135m")
     p.add_argument("--layers", type=int, default=None)
     p.add_argument("--rows", type=int, default=None)
-    p.add_argument("--batch-size", default="8,30",
-                   help="ours, comma-separated: each is timed, the fastest is compared (the seed's is 30)")
+    p.add_argument("--batch-size", default="30,auto",
+                   help="ours, comma-separated rows per batch or auto (predict's default: sized to the free GPU "
+                        "memory, 16 rows on a CPU): each is timed, the fastest is compared (the seed's is 30)")
     p.add_argument("--seed-batch-size", type=int, default=30)
     p.add_argument("--length-scale", type=float, default=None)
     p.add_argument("--max-length", type=int, default=1024)
@@ -59,7 +61,8 @@ def sync(device: str) -> None:
 def main(argv=None) -> int:
     import torch
 
-    from mathverify.data.examples import collate_examples, padding_fraction
+    from mathverify.data.eval_batches import EvalBatches, plan_for
+    from mathverify.data.examples import padding_fraction
     from mathverify.data.prompt import SEED_TEMPLATE, PromptEncoder
     from mathverify.model.backbone import load_tokenizer
     from mathverify.model.module import VerifierModule
@@ -79,19 +82,19 @@ def main(argv=None) -> int:
     tokenizer = load_tokenizer(str(model_dir))
     encoder = PromptEncoder(tokenizer, SEED_TEMPLATE, "True", "False", args.max_length)
     dev = args.device
-    sizes = [int(x) for x in str(args.batch_size).split(",")]
+    sizes = [x if x == "auto" else int(x) for x in str(args.batch_size).split(",")]
 
     def ours_pass(batch_size):
         ids, _ = encoder.encode(rows)
-        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+        examples = sorted(({"input_ids": row, "row_index": i} for i, row in enumerate(ids)),
+                          key=lambda e: len(e["input_ids"]), reverse=True)
+        plan = plan_for(batch_size, module.model, torch.device(dev))
         probs = [None] * len(ids)
         batches = []
-        for s in range(0, len(order), batch_size):
-            chunk = order[s:s + batch_size]
-            batch = collate_examples([{"input_ids": ids[i]} for i in chunk], tokenizer.pad_token_id)
+        for batch in EvalBatches(examples, plan, tokenizer.pad_token_id):
             batches.append(batch)
             logits = module(batch["input_ids"].to(dev), batch["lengths"].to(dev), batch["shared_prefix"])
-            for i, p in zip(chunk, logits.softmax(-1)[:, 1].tolist()):
+            for i, p in zip(batch["row_index"].tolist(), logits.softmax(-1)[:, 1].tolist()):
                 probs[i] = p
         return probs, batches, ids
 
@@ -136,7 +139,9 @@ def main(argv=None) -> int:
             t0 = time.perf_counter()
             probs, batches, ids = ours_pass(size)
             sync(dev)
-            by_batch[size] = {"s": time.perf_counter() - t0, "padding": padding_fraction(batches)}
+            shapes = [int(b["input_ids"].shape[0]) for b in batches]
+            by_batch[size] = {"s": time.perf_counter() - t0, "padding": padding_fraction(batches),
+                              "rows_per_batch": f"{min(shapes)}-{max(shapes)}" if min(shapes) != max(shapes) else str(shapes[0])}
         best = min(by_batch, key=lambda k: by_batch[k]["s"])
         t_ours = by_batch[best]["s"]
         t0 = time.perf_counter()
@@ -154,6 +159,7 @@ def main(argv=None) -> int:
         "ratio_ours_seed": t_seed / t_ours, "ours_vs_unpadded": t_unpadded / t_ours,
         "ours_padding": by_batch[best]["padding"], "seed_padding": seed_pad, "ours_batch_size": best,
         "ours_by_batch": {str(k): {"rows_per_s": len(rows) / v["s"], "seconds": v["s"], "padding": v["padding"],
+                                   "rows_per_batch": v["rows_per_batch"],
                                    "tokens_per_s": real_tokens / v["s"]} for k, v in by_batch.items()},
         "seed_true_share": sum(preds) / len(preds),
     }
@@ -171,7 +177,7 @@ def main(argv=None) -> int:
 def table(r: dict) -> str:
     header = ["predict", "rows/s", "real tokens/s", "seconds", "padding"]
     rows = [
-        *[[f"ours, batches of {k} (label-token head, length-sorted, shared prefix)", v["rows_per_s"],
+        *[[f"ours, batches of {k} ({v['rows_per_batch']} rows; label-token head, length-sorted, shared prefix)", v["rows_per_s"],
            v["tokens_per_s"], v["seconds"], f"{100 * v['padding']:.1f}%"] for k, v in r["ours_by_batch"].items()],
         ["seed (generate, 2 new tokens, batches of 30)", r["seed_rows_per_s"], r["real_tokens"] / r["seed_s"],
          r["seed_s"], f"{100 * r['seed_padding']:.1f}%"],

@@ -10,7 +10,11 @@ saved random backbone, the same rows, LoRA settings, micro-batch, accumulation, 
   no logging either (``logging_steps`` beyond the run).
 * ``trl``: ``trl.SFTTrainer`` with ``peft_config``; text = the seed prompt + label word; loss over the
   whole sequence (``completion_only_loss=False``), no packing, dynamic padding to the longest row of
-  each batch, ``adamw_torch``, constant learning rate.
+  each batch, ``adamw_torch``, constant learning rate. ``--trl-micro-batch`` sets its micro-batch
+  (the seed's 4) with the accumulation that keeps the same rows per optimizer step.
+* ``trl-best``: the same trainer with its own speed options: ``padding_free`` (a micro-batch's rows
+  flattened into one sequence, as our ``--packing``), the liger kernels (``use_liger_kernel``; only
+  where ``liger_kernel`` imports and on CUDA), the step's rows in one micro-batch, ``--attn``'s kernel.
 
 Timing: examples/s and tokens/s over optimizer steps 2..N (the wall time from the end of step 1 to
 the end of step N, data loading included), so one-time start-up costs are left out of both.
@@ -23,10 +27,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
 import json
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -57,7 +63,9 @@ def parse(argv=None):
                    help="ours: run a batch's common leading tokens once (0 = off, for the ablation)")
     p.add_argument("--packing", action="store_true", help="ours: packed micro-batches (mathverify.model.packing)")
     p.add_argument("--attn", default="sdpa", help="ours: attention kernel (sdpa, flex_attention, flash_attention_2)")
-    p.add_argument("--contenders", default="ours,trl")
+    p.add_argument("--contenders", default="ours,trl", help="any of ours, trl, trl-best (comma-separated)")
+    p.add_argument("--trl-micro-batch", type=int, default=None,
+                   help="trl's micro-batch (default --micro-batch), accumulating to the same rows per step")
     p.add_argument("--rounds", type=int, default=1, help="run the contenders alternately this many times, keep each one's best")
     p.add_argument("--matmul-peak-gflops", type=float, default=None, help="for the MFU column")
     p.add_argument("--json", default=None, help="write the results here")
@@ -233,6 +241,7 @@ def child_ours(args) -> dict:
         prof.__exit__(None, None, None)
         extra["profile"] = _profile_summary(prof, args, steps=1)
     extra["probe_before"] = probe_before
+    extra["options"] = f"{args.micro_batch} x {args.accumulate}" + (f", packed, {args.attn}" if args.packing else "")
     return _result(args, "ours", step_ends, rows, tokens, counts, rss_loaded, extra)
 
 
@@ -249,7 +258,7 @@ def _profile_summary(prof, args, steps: int, top: int = 12) -> list[dict]:
 
 
 # ----- contender: the seed recipe (TRL) -------------------------------------------------------
-def child_trl(args) -> dict:
+def child_trl(args, best: bool = False) -> dict:
     import datasets
     import torch
     from peft import LoraConfig
@@ -261,7 +270,7 @@ def child_trl(args) -> dict:
     _setup(args)
     dtype = getattr(torch, args.dtype)
     bnb = quantization_config(args.quantization, dtype, None)
-    kwargs = dict(dtype=dtype, attn_implementation="sdpa")
+    kwargs = dict(dtype=dtype, attn_implementation=args.attn if best else "sdpa")
     if bnb is not None:
         kwargs.update(quantization_config=bnb, device_map={"": torch.device(args.device)})
     model = AutoModelForCausalLM.from_pretrained(args.model_dir, **kwargs)
@@ -270,17 +279,24 @@ def child_trl(args) -> dict:
     rss_loaded = rss_mb()
     tokenizer = AutoTokenizer.from_pretrained(args.model_dir)
     rows_per_step = args.micro_batch * args.accumulate
+    micro = rows_per_step if best else (args.trl_micro_batch or args.micro_batch)
+    if rows_per_step % micro:
+        raise SystemExit(f"--trl-micro-batch {micro} does not divide the {rows_per_step} rows per step")
+    accumulate = rows_per_step // micro
+    liger = best and args.device != "cpu" and importlib.util.find_spec("liger_kernel") is not None
     rows = read_rows(Path(args.rows_file))[: rows_per_step * args.steps]
     dataset = datasets.Dataset.from_list([{"text": seed_text(r)} for r in rows])
     peft_config = LoraConfig(r=args.lora_r, lora_alpha=args.lora_alpha, lora_dropout=args.lora_dropout,
                              target_modules=TARGET_MODULES, task_type="CAUSAL_LM")
     out_dir = tempfile.mkdtemp(prefix="bench-trl-")
     config = SFTConfig(
-        output_dir=out_dir, per_device_train_batch_size=args.micro_batch,
-        gradient_accumulation_steps=args.accumulate, max_steps=args.steps, learning_rate=args.lr,
+        output_dir=out_dir, per_device_train_batch_size=micro,
+        gradient_accumulation_steps=accumulate, max_steps=args.steps, learning_rate=args.lr,
         weight_decay=0.01, lr_scheduler_type="constant", warmup_steps=0, optim="adamw_torch",
         max_grad_norm=1.0, seed=args.seed, data_seed=args.seed, dataset_text_field="text",
-        max_length=args.max_length, packing=False, completion_only_loss=False, report_to=[],
+        # padding-free leaves truncation to the caller: every benchmark row is shorter than --max-length
+        max_length=None if best else args.max_length, packing=False, padding_free=best, use_liger_kernel=liger,
+        completion_only_loss=False, report_to=[],
         logging_steps=10**6, save_strategy="no", eval_strategy="no", disable_tqdm=True,
         use_cpu=args.device == "cpu", bf16=args.dtype == "bfloat16", fp16=False,
         dataloader_num_workers=0, gradient_checkpointing=args.gradient_checkpointing,
@@ -293,8 +309,8 @@ def child_trl(args) -> dict:
 
     def counting_collator(examples):
         batch = collate(examples)
-        mask = batch.get("attention_mask")
-        real = int(mask.sum()) if mask is not None else int((batch["labels"] != -100).sum())
+        mask = batch.get("attention_mask")  # none when padding-free: every position is a real token
+        real = int(mask.sum()) if mask is not None else int(batch["input_ids"].numel())
         batch_tokens.append(real)
         batch_rows.append(len(examples))
         return batch
@@ -311,10 +327,12 @@ def child_trl(args) -> dict:
     counts = _count(trainer.model, lm_head_rows=None)
     probe_before = _probe(args)
     trainer.train()
-    acc = args.accumulate
+    acc = accumulate
     rows_s = [sum(batch_rows[i * acc:(i + 1) * acc]) for i in range(len(step_ends))]
     toks_s = [sum(batch_tokens[i * acc:(i + 1) * acc]) for i in range(len(step_ends))]
-    return _result(args, "trl", step_ends, rows_s, toks_s, counts, rss_loaded, {"probe_before": probe_before})
+    options = f"{micro} x {accumulate}" + (f", padding-free, {args.attn}, liger {'on' if liger else 'off'}" if best else "")
+    return _result(args, "trl-best" if best else "trl", step_ends, rows_s, toks_s, counts, rss_loaded,
+                   {"probe_before": probe_before, "options": options})
 
 
 # ----- parent ---------------------------------------------------------------------------------
@@ -326,6 +344,8 @@ def child_args(args, name: str, model_dir: Path, rows_file: Path) -> list[str]:
            "--device", args.device, "--dtype", args.dtype, "--quantization", args.quantization,
            "--length-scale", str(args.length_scale),
            "--shared-prefix-min-tokens", str(args.shared_prefix_min_tokens), "--attn", args.attn]
+    if args.trl_micro_batch:
+        out += ["--trl-micro-batch", str(args.trl_micro_batch)]
     if args.packing:
         out.append("--packing")
     if args.gradient_checkpointing:
@@ -343,25 +363,28 @@ def table(results: list[dict], peak_gflops: float | None = None) -> str:
     peak_gflops = max([peak_gflops or 0] + [r.get("probe_gflops") or 0 for r in results]) or None
     for r in results:
         mfu = f"{100 * r['achieved_gflops'] / peak_gflops:.1f}%" if peak_gflops else "-"
-        rows.append([r["contender"], r["examples_per_s"], r["tokens_per_s"], r["seconds_per_step"], r["peak_mem_mb"],
+        name = f"{r['contender']} ({r['options']})" if r.get("options") else r["contender"]
+        rows.append([name, r["examples_per_s"], r["tokens_per_s"], r["seconds_per_step"], r["peak_mem_mb"],
                      r["rss_after_load_mb"], r["achieved_gflops"], mfu, r.get("probe_gflops")])
     by = {r["contender"]: r for r in results}
-    if "ours" in by and "trl" in by:
-        o, t = by["ours"], by["trl"]
-        rows.append(["ratio ours/trl", o["examples_per_s"] / t["examples_per_s"], o["tokens_per_s"] / t["tokens_per_s"],
+    for peer in ("trl", "trl-best"):
+        if "ours" not in by or peer not in by:
+            continue
+        o, t = by["ours"], by[peer]
+        rows.append([f"ratio ours/{peer}", o["examples_per_s"] / t["examples_per_s"], o["tokens_per_s"] / t["tokens_per_s"],
                      o["seconds_per_step"] / t["seconds_per_step"], o["peak_mem_mb"] / t["peak_mem_mb"],
                      o["rss_after_load_mb"] / t["rss_after_load_mb"], "-", "-",
                      o["probe_gflops"] / t["probe_gflops"] if t.get("probe_gflops") else "-"])
         if o.get("probe_gflops") and t.get("probe_gflops"):
             norm = (o["examples_per_s"] / o["probe_gflops"]) / (t["examples_per_s"] / t["probe_gflops"])
-            rows.append(["ratio examples/s, each per its GEMM probe", norm, "-", "-", "-", "-", "-", "-", "-"])
+            rows.append([f"ratio ours/{peer} examples/s, each per its GEMM probe", norm, "-", "-", "-", "-", "-", "-", "-"])
     return markdown_table(header, rows)
 
 
 def main(argv=None) -> int:
     args = parse(argv)
     if args.child:
-        result = {"ours": child_ours, "trl": child_trl}[args.child](args)
+        result = {"ours": child_ours, "trl": child_trl, "trl-best": partial(child_trl, best=True)}[args.child](args)
         print(json.dumps(result))
         return 0
     model_dir = build_backbone(args.shape, args.layers, device=args.device,

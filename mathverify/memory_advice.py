@@ -29,7 +29,7 @@ class MemorySettings:
     max_length: int
     micro_batch: int  # rows per training micro-batch as it ran (after any split of the round's)
     accumulate: int
-    eval_batch_size: int
+    eval_batch_size: int | str  # rows, or "auto" (sized to the free memory: data.eval_batches)
     on_gpu: bool = True
     bf16_supported: bool = True
     alloc_conf: str = ""  # PYTORCH_CUDA_ALLOC_CONF / PYTORCH_ALLOC_CONF as set
@@ -72,6 +72,8 @@ def advice(s: MemorySettings) -> str:
             more = s.accumulate * s.micro_batch // rows
             steps.append(f"--data.batch_size {rows} (the round's micro-batch {s.micro_batch} x {s.accumulate} runs as "
                          f"{rows} x {more}: the same {s.micro_batch * s.accumulate} rows per step)")
+    elif s.eval_batch_size == "auto":
+        steps.append("--data.eval_batch_size 16 (a fixed number of rows instead of batches sized to the free memory)")
     elif s.eval_batch_size > 1:
         steps.append(f"--data.eval_batch_size {max(1, s.eval_batch_size // 2)}")
     if s.quantization == "4bit":
@@ -87,7 +89,8 @@ def advice(s: MemorySettings) -> str:
     if s.on_gpu and "expandable_segments:True" not in s.alloc_conf:
         steps.append("PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True in the environment (less fragmentation)")
     where = {"train": "training", "validate": "validating", "test": "testing", "predict": "predicting"}[s.stage]
-    shape = (f"micro-batch {s.micro_batch} x {s.accumulate}" if training else f"batch {s.eval_batch_size}")
+    shape = (f"micro-batch {s.micro_batch} x {s.accumulate}" if training else
+             "batches sized to the free memory" if s.eval_batch_size == "auto" else f"batch {s.eval_batch_size}")
     head = f"out of {'GPU ' if s.on_gpu else ''}memory while {where} ({shape}, rows up to {s.max_length} tokens"
     head += f"; already on: {', '.join(already)})" if already else ")"
     if not steps:
@@ -113,7 +116,8 @@ def settings_from_run(trainer, module, datamodule) -> MemorySettings:
     return MemorySettings(
         stage=stage, gradient_checkpointing=bool(hp.gradient_checkpointing), quantization=hp.quantization,
         dtype=hp.dtype, max_length=int(hp.max_length), micro_batch=micro, accumulate=accumulate,
-        eval_batch_size=int(data.eval_batch_size), on_gpu=on_gpu,
+        eval_batch_size=data.eval_batch_size if data.eval_batch_size == "auto" else int(data.eval_batch_size),
+        on_gpu=on_gpu,
         bf16_supported=bool(on_gpu and torch.cuda.is_bf16_supported()),
         alloc_conf=os.environ.get("PYTORCH_CUDA_ALLOC_CONF", "") + "," + os.environ.get("PYTORCH_ALLOC_CONF", ""),
     )

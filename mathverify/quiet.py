@@ -13,6 +13,8 @@ NOT_THE_USERS = (  # (start of the message, why it is silenced)
     (r"`isinstance\(treespec, LeafSpec\)` is deprecated", "Lightning's own use of a torch API"),
     (r"`is_gradient_checkpointing` is deprecated", "peft reads an old transformers property"),
     (r"Your `IterableDataset` has `__len__` defined", "the stream's length is each rank's exact batch count of a round"),
+    (r"Couldn't infer the batch indices fetched from your dataloader",
+     "evaluation batches come whole from data.eval_batches; the submission writer orders rows by row_index"),
     (r"It is recommended to use `self.log\('(val|val_seen|test)/",
      "validation/test metrics are computed from every rank's rows, gathered before logging (sharding.EpochRows)"),
 )

@@ -42,6 +42,19 @@ STATE = "state.json"
 POOL = "pool.json.gz"
 
 
+def _batch_size(text: str):
+    """--batch-size: a whole number >= 1, or auto."""
+    if text == "auto":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1 or auto, got {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mathverify score", description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", required=True, help="export folder, checkpoint file, or RUN:best / RUN:last")
@@ -51,7 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="write only rows with p_true above P (filtering); default: every row")
     parser.add_argument("--device", default=None, help="cpu, cuda (default: cuda if there is one)")
     parser.add_argument("--devices", type=int, default=1, help="processes, one per device (CUDA i, or CPU)")
-    parser.add_argument("--batch-size", type=int, default=None, help="rows per forward pass (default 16, as predict; raise it on a GPU)")
+    parser.add_argument("--batch-size", type=_batch_size, default="auto",
+                        help="rows per forward pass, or auto (default, as predict): 16 on a CPU, on a GPU as many as its free memory holds")
     parser.add_argument("--chunk-rows", type=int, default=4096, help="rows scored and written together")
     parser.add_argument("--skip-bad", action="store_true", help="skip and count bad rows instead of stopping")
     parser.add_argument("--overwrite", action="store_true", help="replace the output and any unfinished run")

@@ -9,7 +9,7 @@
 
 Loaded once (backbone, adapter, heads, prompt, thresholds, evidence index), then called many
 times: no Lightning Trainer is built. ``score`` runs the path ``mathverify predict`` runs
-(``examples.checked_examples``, ``evidence.attach_evidence``, longest-first batches of 16 rows,
+(``examples.checked_examples``, ``evidence.attach_evidence``, longest-first batches sized as predict's,
 ``VerifierModule.forward``), so it returns the same numbers for the same rows.
 Evidence is computed among the rows of one call (plus the saved index): score a question's
 candidates in one call when their agreement should count.
@@ -19,18 +19,18 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 from typing import Any, Iterable, Optional, Union
 
 import torch
 
-from mathverify.data.examples import checked_examples, collate_examples
+from mathverify.data.eval_batches import AUTO, EvalBatches, checked_setting, plan_for
+from mathverify.data.examples import checked_examples
 from mathverify.data.sources import DataError
+from mathverify.errors import SettingsError
 from mathverify.evidence.answers import last_boxed
 
 EXPORT_META = "mathverify.json"
-BATCH_SIZE = 16  # rows per forward pass: ``mathverify predict``'s default (data.eval_batch_size); small is fast on CPUs
 
 
 class VerifierError(ValueError):
@@ -51,7 +51,7 @@ class BestOfN:
 class Verifier:
     """A loaded verifier. Build it with :meth:`load`."""
 
-    def __init__(self, module, encoder, pad_id: int, index, batch_size: int, source: str) -> None:
+    def __init__(self, module, encoder, pad_id: int, index, batch_size: Union[int, str], source: str) -> None:
         self.module = module.eval()
         self.encoder = encoder
         self.pad_id = pad_id
@@ -63,14 +63,15 @@ class Verifier:
     # ----- loading --------------------------------------------------------------------------
     @classmethod
     def load(cls, path: Union[str, Path], device: Union[str, torch.device, None] = None,
-             batch_size: Optional[int] = None, logs_dir: str = "lightning_logs") -> "Verifier":
+             batch_size: Union[int, str, None] = None, logs_dir: str = "lightning_logs") -> "Verifier":
         """Load a verifier from an ``export`` folder, a checkpoint file or a short form
         (``RUN:best``, ``RUN:last``, resolved under ``logs_dir`` as the CLI does).
 
         Args:
             device: where the model runs (``"cpu"``, ``"cuda:0"``; default: the first GPU if there
                 is one). 4-bit/8-bit checkpoints are loaded quantized, as trained.
-            batch_size: rows per forward pass (default 16, as ``mathverify predict``; raise it on a GPU).
+            batch_size: rows per forward pass, or ``"auto"`` (the default, as ``mathverify predict``): 16 on a
+                CPU, and on a GPU as many as its free memory holds (``mathverify.data.eval_batches``).
         """
         device = torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
         folder = Path(path)
@@ -99,7 +100,7 @@ class Verifier:
             if index_json is None:
                 raise VerifierError(f"{ckpt}: the model weighs evidence but the checkpoint holds no evidence index")
             index = EvidenceIndex.from_json(index_json).complete()
-        return cls._assemble(module, index, batch_size or BATCH_SIZE, ckpt)
+        return cls._assemble(module, index, batch_size or AUTO, ckpt)
 
     @classmethod
     def _from_export(cls, folder: Path, device, batch_size) -> "Verifier":
@@ -131,16 +132,18 @@ class Verifier:
         module.threshold, module.threshold_seen = float(meta["threshold"]), float(meta["threshold_seen"])
         if "combination" in meta:  # exports before it: the identity (m + d), as they were trained
             module.combination.load_list(meta["combination"]["weights"])
-        return cls._assemble(module, index, batch_size or BATCH_SIZE, str(folder))
+        return cls._assemble(module, index, batch_size or AUTO, str(folder))
 
     @classmethod
-    def _assemble(cls, module, index, batch_size: int, source: str) -> "Verifier":
+    def _assemble(cls, module, index, batch_size: Union[int, str], source: str) -> "Verifier":
         from mathverify.data.prompt import PromptEncoder
         from mathverify.model.backbone import load_tokenizer
 
         hp = module.hparams
-        if batch_size < 1:
-            raise VerifierError(f"batch_size must be at least 1, got {batch_size}")
+        try:
+            checked_setting(batch_size, "batch_size")
+        except SettingsError as err:
+            raise VerifierError(str(err)) from None
         tokenizer = load_tokenizer(hp.backbone, hp.trust_remote_code)
         encoder = PromptEncoder(tokenizer, hp.prompt_template, hp.positive_label, hp.negative_label, hp.max_length)
         return cls(module, encoder, tokenizer.pad_token_id, index, batch_size, source)
@@ -196,10 +199,9 @@ class Verifier:
         if not examples:
             return []
         order = sorted(examples, key=lambda e: len(e["input_ids"]), reverse=True)  # as predict batches them
-        collate = partial(collate_examples, pad_id=self.pad_id)
+        plan = plan_for(self.batch_size, self.module.model, self.device)
         out: list[Optional[tuple[float, bool]]] = [None] * len(examples)
-        for start in range(0, len(order), self.batch_size):
-            batch = collate(order[start:start + self.batch_size])
+        for batch in EvalBatches(order, plan, self.pad_id):
             logits = self.module(batch["input_ids"].to(self.device), batch["lengths"].to(self.device),
                                  batch["shared_prefix"], batch.get("evidence"))
             probs = logits.float().softmax(-1)[:, 1].cpu().tolist()

@@ -6,14 +6,15 @@ from __future__ import annotations
 import sys
 from collections import Counter
 from dataclasses import replace
-from functools import partial
 from typing import Callable, Optional, Union
 
 import lightning.pytorch as pl
 import torch
+from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.data import DataLoader
 
-from mathverify.data.examples import checked_examples, clean_row, collate_examples
+from mathverify.data.eval_batches import AUTO, EvalBatches, EvalBatchSize, checked_setting, plan_for
+from mathverify.data.examples import checked_examples, clean_row
 from mathverify.data.holdout import validation_rows
 from mathverify.data.prompt import SEED_TEMPLATE, PromptEncoder
 from mathverify.data.sharding import eval_sampler, rank_of
@@ -66,7 +67,8 @@ class VerifyDataModule(StartupMixin, pl.LightningDataModule):
         batch_size: training micro-batch size per device, and the most rows a micro-batch may hold:
             a ``StepRounds`` round with a larger ``batch_size`` is split to fit, with more accumulation
             (the same rows per optimizer step; the first knob after running out of memory).
-        eval_batch_size: batch size for validate/test/predict.
+        eval_batch_size: rows per validate/test/predict batch, or ``auto``: 16 on a CPU, and on a GPU as
+            many as the free memory holds (``mathverify.data.eval_batches``).
         buffer_size: rows tokenized and shuffled together in the training stream.
         group_by_length: sort each buffer by length before cutting batches (less padding).
         num_workers: 0 (tokenize in the main process) or 1 (in a background worker).
@@ -103,7 +105,7 @@ class VerifyDataModule(StartupMixin, pl.LightningDataModule):
         val_size: Union[float, int] = 0.05,
         val_scan_rows: int = 50_000,
         batch_size: int = 8,
-        eval_batch_size: int = 16,
+        eval_batch_size: EvalBatchSize = AUTO,
         buffer_size: int = 1024,
         group_by_length: bool = True,
         num_workers: int = 0,
@@ -125,8 +127,9 @@ class VerifyDataModule(StartupMixin, pl.LightningDataModule):
         trust_remote_code: bool = False,
     ) -> None:
         super().__init__()
-        if batch_size < 1 or eval_batch_size < 1:
-            raise SettingsError(f"batch sizes must be >= 1, got batch_size={batch_size}, eval_batch_size={eval_batch_size}")
+        if batch_size < 1:
+            raise SettingsError(f"batch_size must be >= 1, got {batch_size}")
+        checked_setting(eval_batch_size)
         if num_workers not in (0, 1):
             raise SettingsError(f"num_workers must be 0 or 1 (the stream is one ordered sequence), got {num_workers}")
         if val_scan_rows < 1 or buffer_size < 1:
@@ -138,6 +141,7 @@ class VerifyDataModule(StartupMixin, pl.LightningDataModule):
                 raise SettingsError(f"{key} must be in [0, 1], got {value}")
         self.save_hyperparameters()
         self.position = StreamPosition()
+        self._announced_plan = None  # the last budgeted evaluation plan said in the log
         self.stats = {"skipped": Counter(), "truncated": 0, "rows_seen": 0}
         self.round_plan: Optional[RoundPlan] = None  # set by callbacks.rounds.StepRounds
         self.encoder: Optional[PromptEncoder] = None
@@ -292,16 +296,23 @@ class VerifyDataModule(StartupMixin, pl.LightningDataModule):
 
     def _fixed_loader(self, examples: list[dict], complete_index: bool) -> DataLoader:
         self._attach_evidence(examples, complete_index)
-        collate = partial(collate_examples, pad_id=self.pad_id)
-        # Longest first: similar lengths share a batch (little padding) and an out-of-memory shows
-        # in batch 1. Every example keeps its row_index, so the submission writer restores file
-        # order, and the metrics do not depend on it.
+        # Longest first: similar lengths share a batch (little padding), an out-of-memory shows in
+        # batch 1, and a batch's padded size is known from its first row (eval_batches). Every
+        # example keeps its row_index, so the submission writer restores file order, and the
+        # metrics do not depend on it.
         examples = sorted(examples, key=lambda e: len(e["input_ids"]), reverse=True)
         # Under DDP each rank takes its own rows, none repeated (see mathverify/data/sharding.py).
         rank, world_size = rank_of(self.trainer)
         sampler = eval_sampler(examples, rank, world_size)
-        return DataLoader(examples, batch_size=self.hparams.eval_batch_size, shuffle=False, sampler=sampler,
-                          collate_fn=collate)
+        if sampler is not None:
+            examples = [examples[i] for i in sampler]
+        model = getattr(getattr(self.trainer, "lightning_module", None), "model", None)  # None: loaders built alone
+        strategy = getattr(self.trainer, "strategy", None)
+        plan = plan_for(self.hparams.eval_batch_size, model, strategy.root_device if strategy else torch.device("cpu"))
+        if plan.budget_bytes is not None and plan != self._announced_plan:
+            rank_zero_info(f"evaluation: {plan.describe()}")
+            self._announced_plan = plan
+        return DataLoader(EvalBatches(examples, plan, self.pad_id), batch_size=None)
 
     def val_dataloader(self) -> DataLoader:
         return self._fixed_loader(self.val_examples, complete_index=False)
