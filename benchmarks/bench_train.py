@@ -8,6 +8,8 @@ saved random backbone, the same rows, LoRA settings, micro-batch, accumulation, 
   forward -> cross-entropy on the two label logits -> backward -> clip -> AdamW step. No Lightning
   Trainer: its per-step overhead (logging, callbacks) is not what is measured, and the TRL side gets
   no logging either (``logging_steps`` beyond the run).
+* ``ours-compiled``: the same with ``model.compile_layers`` (each decoder layer through torch.compile,
+  dynamic shapes; compiled during the untimed first step).
 * ``trl``: ``trl.SFTTrainer`` with ``peft_config``; text = the seed prompt + label word; loss over the
   whole sequence (``completion_only_loss=False``), no packing, dynamic padding to the longest row of
   each batch, ``adamw_torch``, constant learning rate. ``--trl-micro-batch`` sets its micro-batch
@@ -63,7 +65,8 @@ def parse(argv=None):
                    help="ours: run a batch's common leading tokens once (0 = off, for the ablation)")
     p.add_argument("--packing", action="store_true", help="ours: packed micro-batches (mathverify.model.packing)")
     p.add_argument("--attn", default="sdpa", help="ours: attention kernel (sdpa, flex_attention, flash_attention_2)")
-    p.add_argument("--contenders", default="ours,trl", help="any of ours, trl, trl-best (comma-separated)")
+    p.add_argument("--contenders", default="ours,trl",
+                   help="any of ours, ours-compiled (model.compile_layers), trl, trl-best (comma-separated)")
     p.add_argument("--trl-micro-batch", type=int, default=None,
                    help="trl's micro-batch (default --micro-batch), accumulating to the same rows per step")
     p.add_argument("--rounds", type=int, default=1, help="run the contenders alternately this many times, keep each one's best")
@@ -151,7 +154,7 @@ def _result(args, name, step_ends, rows_per_step, tokens_per_step, counts, rss_l
 
 
 # ----- contender: ours ------------------------------------------------------------------------
-def child_ours(args) -> dict:
+def child_ours(args, compiled: bool = False) -> dict:
     import torch
     from torch import nn
     from types import SimpleNamespace
@@ -169,6 +172,7 @@ def child_ours(args) -> dict:
         lora_r=args.lora_r, lora_alpha=args.lora_alpha, lora_dropout=args.lora_dropout,
         target_modules=TARGET_MODULES, gradient_checkpointing=args.gradient_checkpointing,
         attn_implementation=args.attn, shared_prefix_min_tokens=args.shared_prefix_min_tokens, packing=args.packing,
+        compile_layers=compiled,
     )
     # configure_model places the backbone on the Trainer's device; without a Trainer, tell it directly.
     module._trainer = SimpleNamespace(strategy=SimpleNamespace(root_device=torch.device(args.device)))
@@ -241,8 +245,9 @@ def child_ours(args) -> dict:
         prof.__exit__(None, None, None)
         extra["profile"] = _profile_summary(prof, args, steps=1)
     extra["probe_before"] = probe_before
-    extra["options"] = f"{args.micro_batch} x {args.accumulate}" + (f", packed, {args.attn}" if args.packing else "")
-    return _result(args, "ours", step_ends, rows, tokens, counts, rss_loaded, extra)
+    extra["options"] = (f"{args.micro_batch} x {args.accumulate}" + (f", packed, {args.attn}" if args.packing else "")
+                        + (", compiled layers" if compiled else ""))
+    return _result(args, "ours-compiled" if compiled else "ours", step_ends, rows, tokens, counts, rss_loaded, extra)
 
 
 def _profile_summary(prof, args, steps: int, top: int = 12) -> list[dict]:
@@ -350,7 +355,7 @@ def child_args(args, name: str, model_dir: Path, rows_file: Path) -> list[str]:
         out.append("--packing")
     if args.gradient_checkpointing:
         out.append("--gradient-checkpointing")
-    if args.profile and name == "ours":
+    if args.profile and name.startswith("ours"):
         out.append("--profile")
     return out
 
@@ -367,24 +372,25 @@ def table(results: list[dict], peak_gflops: float | None = None) -> str:
         rows.append([name, r["examples_per_s"], r["tokens_per_s"], r["seconds_per_step"], r["peak_mem_mb"],
                      r["rss_after_load_mb"], r["achieved_gflops"], mfu, r.get("probe_gflops")])
     by = {r["contender"]: r for r in results}
-    for peer in ("trl", "trl-best"):
-        if "ours" not in by or peer not in by:
+    for mine, peer in [(m, p) for m in ("ours", "ours-compiled") for p in ("trl", "trl-best")]:
+        if mine not in by or peer not in by:
             continue
-        o, t = by["ours"], by[peer]
-        rows.append([f"ratio ours/{peer}", o["examples_per_s"] / t["examples_per_s"], o["tokens_per_s"] / t["tokens_per_s"],
+        o, t = by[mine], by[peer]
+        rows.append([f"ratio {mine}/{peer}", o["examples_per_s"] / t["examples_per_s"], o["tokens_per_s"] / t["tokens_per_s"],
                      o["seconds_per_step"] / t["seconds_per_step"], o["peak_mem_mb"] / t["peak_mem_mb"],
                      o["rss_after_load_mb"] / t["rss_after_load_mb"], "-", "-",
                      o["probe_gflops"] / t["probe_gflops"] if t.get("probe_gflops") else "-"])
         if o.get("probe_gflops") and t.get("probe_gflops"):
             norm = (o["examples_per_s"] / o["probe_gflops"]) / (t["examples_per_s"] / t["probe_gflops"])
-            rows.append([f"ratio ours/{peer} examples/s, each per its GEMM probe", norm, "-", "-", "-", "-", "-", "-", "-"])
+            rows.append([f"ratio {mine}/{peer} examples/s, each per its GEMM probe", norm, "-", "-", "-", "-", "-", "-", "-"])
     return markdown_table(header, rows)
 
 
 def main(argv=None) -> int:
     args = parse(argv)
     if args.child:
-        result = {"ours": child_ours, "trl": child_trl, "trl-best": partial(child_trl, best=True)}[args.child](args)
+        result = {"ours": child_ours, "ours-compiled": partial(child_ours, compiled=True), "trl": child_trl,
+                  "trl-best": partial(child_trl, best=True)}[args.child](args)
         print(json.dumps(result))
         return 0
     model_dir = build_backbone(args.shape, args.layers, device=args.device,

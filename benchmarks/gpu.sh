@@ -4,8 +4,8 @@
 # then 4-bit (nf4) if bitsandbytes imports, one table each: ours at our best (the step's 24 rows in one
 # packed micro-batch, FlexAttention block masks) vs the seed's TRL recipe (SFTTrainer + peft LoRA,
 # full-sequence loss, 4 x 6) vs TRL at its best (padding-free, liger kernels if present, 24 x 1).
-# Between them prediction (label-token head with predict's auto batches vs generate). Last, if
-# GPU_CLI=1, the shipped QLoRA config through the CLI. Tables go to $OUT.
+# Between them prediction (label-token head with predict's auto batches vs generate); then ours with
+# compiled decoder layers; last, if GPU_CLI=1, the shipped QLoRA config through the CLI. Tables go to $OUT.
 #
 #   bash benchmarks/gpu.sh                 # on the GPU machine; $OUT must be set (else ./gpu-results)
 #   bash benchmarks/gpu.sh --cpu-smoke     # here, on CPU: same code path, toy depth/width, Llama-3 vocab
@@ -14,7 +14,7 @@
 # travel as wheels in .whl/ (see /work/.library/device/README.md); this script installs them if present.
 # Knobs (environment): GPU_LAYERS (default 32 = all), GPU_STEPS (6), GPU_MICRO_BATCH (24, ours and
 # trl-best), GPU_ACCUMULATE (1), GPU_TRL_MICRO_BATCH (4: the seed's 4 x 6), GPU_PACKED (1),
-# GPU_LENGTH_SCALE (3, ~400-token rows), GPU_PREDICT_ROWS (300), GPU_CLI (0).
+# GPU_LENGTH_SCALE (3, ~400-token rows), GPU_PREDICT_ROWS (300), GPU_COMPILE_TIMEOUT (240 s), GPU_CLI (0).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -114,6 +114,12 @@ ATTN=flex_attention; [ "$SMOKE" = 1 ] && ATTN=sdpa
 train "${QUANTS[0]}"
 predict
 for Q in "${QUANTS[@]:1}"; do train "$Q"; done
+# Ours with compiled decoder layers (model.compile_layers), bf16, beside the first table's ours.
+echo -e "\n## Training, quantization ${QUANTS[0]}, ours with compiled layers ($(date -u +%T))\n" >> "$OUT/report.md"
+PACK=(); [ "${GPU_PACKED:-1}" = 1 ] && PACK=(--packing)
+timeout "${GPU_COMPILE_TIMEOUT:-240}" "$PY" benchmarks/bench_train.py "${COMMON[@]}" "${TRAIN[@]}" --quantization "${QUANTS[0]}" \
+  "${PACK[@]}" --attn "$ATTN" --contenders ours-compiled --matmul-peak-gflops "$PEAK" --json "$OUT/train_compiled.json" \
+  >> "$OUT/report.md" 2> "$OUT/train_compiled.err" || STATUS=1
 [ "${GPU_CLI:-0}" = 1 ] || [ "$SMOKE" = 1 ] && { echo -e "\n## configs/llama3-8b-qlora.yaml through the CLI ($(date -u +%T))\n" >> "$OUT/report.md"; cli_check; }
 echo -e "\n(finished $(date -u +%T))" >> "$OUT/report.md"
 cat "$OUT/report.md"

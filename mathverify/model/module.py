@@ -16,6 +16,7 @@ from mathverify.evidence.index import N_FEATURES, has_labelled_siblings
 from mathverify.model import rng
 from mathverify.model.backbone import LLAMA_PROJECTIONS, enable_gradient_checkpointing, load_causal_lm, load_tokenizer
 from mathverify.model.combination import Combination, as_logits
+from mathverify.model.compile import compile_decoder_layers
 from mathverify.model.flops import decoder_flops_per_token
 from mathverify.model.heads import ClassifierHead, EvidenceHead, LabelTokenHead
 from mathverify.model.packing import packed_last_hidden_states
@@ -75,11 +76,11 @@ class VerifierModule(pl.LightningModule):
             switch: linked to ``data.evidence``, stored in checkpoints, used by every command.
         use_text: read the text with the language model (False with ``evidence``: an
             evidence-only model, for ablations; the backbone is then never run).
-        evidence_lr: learning rate of the evidence head (its own optimizer group, no weight decay).
-            ``EvidenceWarmStart`` has already fitted the head to every labelled training row, so
-            the steps only adjust it to the text: 1e-3. At 1e-2 (before 2026-12-03) a short CPU
-            run's minibatches moved a group of rows sitting near P = 0.5 across it (real math
-            unseen, 4 solutions per question: 0.804 against 0.834 at 1e-3).
+        evidence_lr: learning rate of the evidence head (its own optimizer group, no weight decay);
+            ``EvidenceWarmStart`` has already fitted it, so the steps only adjust it (1e-2 moved a
+            near-0.5 group across 0.5 on real math unseen, 0.804 against 0.834 at 1e-3).
+        compile_layers: ``torch.compile`` each decoder layer (``mathverify.model.compile``): fused
+            element-wise kernels on a GPU, for a compile at the first step.
     """
 
     def __init__(
@@ -113,6 +114,7 @@ class VerifierModule(pl.LightningModule):
         evidence: bool = False,
         use_text: bool = True,
         evidence_lr: float = 1e-3,
+        compile_layers: bool = False,
     ) -> None:
         super().__init__()
         if not use_text and not evidence:
@@ -160,6 +162,8 @@ class VerifierModule(pl.LightningModule):
         self.model = self._with_lora(base)
         self._flops_per_token = decoder_flops_per_token(self.model.get_base_model().get_decoder())
         use_lean_mlp(self.model)  # one [B, T, intermediate] activation fewer per layer (mathverify.model.swiglu)
+        if hp.compile_layers:
+            compile_decoder_layers(self.model)
         labels = encoder.labels
         if hp.head == "label_tokens":
             self.head = LabelTokenHead(labels.negative_id, labels.positive_id)
@@ -177,14 +181,9 @@ class VerifierModule(pl.LightningModule):
 
         hp = self.hparams
         config = LoraConfig(
-            r=hp.lora_r,
-            lora_alpha=hp.lora_alpha,
-            lora_dropout=hp.lora_dropout,
-            use_rslora=hp.use_rslora,
-            bias=hp.lora_bias,
-            target_modules=list(hp.target_modules),
-            modules_to_save=list(hp.modules_to_save) or None,
-            task_type="CAUSAL_LM",
+            r=hp.lora_r, lora_alpha=hp.lora_alpha, lora_dropout=hp.lora_dropout, use_rslora=hp.use_rslora,
+            bias=hp.lora_bias, target_modules=list(hp.target_modules),
+            modules_to_save=list(hp.modules_to_save) or None, task_type="CAUSAL_LM",
         )
         return get_peft_model(base, config)
 
