@@ -18,6 +18,10 @@ Arguments after ``--`` go to every ``fit``. Columns: accuracy at the stored thre
 submission gets), at 0.5, the predicted-True rate beside the truth, expected calibration error
 (10 bins), AUROC; the rules: majority class, agreement (True iff another solution of the question,
 test or training, gave the same answer string: the tool's rule) and, for seen, the known-label rule.
+``floor`` (unseen cases) is the ECE of the pattern rule: each test row gets the training split's
+rate of right rows with its agreement pattern, the best calibration a model of agreement alone can
+learn from the split; what it misses is the split's own train/test difference. ``--by`` groups show
+the training split's rate beside the test's (``[train ...]``).
 ``--by`` adds accuracy per answering model and per number of same-question siblings (every
 question's eight answers come from eight different models: a model that only spots a writer's
 style would show as a per-model accuracy that follows the writer, not the answer) and, on seen
@@ -124,7 +128,32 @@ def rules(folder: Path) -> dict[str, list]:
         agreement.append(agree)
         known_label.append(BY_LABEL.get(where, agree))  # no deciding label: agreement
         situation.append(where)
-    return {"agreement": agreement, "known-label": known_label, "situation": situation, "agreeing": agreeing}
+    # The pattern rule (unseen cases): P(True) = the training split's rate of right rows among those
+    # with the same agreement pattern in their own question (this answer's other votes, the other
+    # answers' votes). The best a model of agreement alone can learn from this split: its ECE on
+    # test is how far the split's own train and test rates differ (the calibration noise floor).
+    by_pattern, train_right = collections.defaultdict(list), collections.defaultdict(list)
+    train_questions = collections.defaultdict(list)
+    for r in train:
+        train_questions[r["question"]].append(r["answer"])
+    for r in train:
+        pattern = _pattern(r["answer"], train_questions[r["question"]])
+        by_pattern[pattern].append(r["is_correct"] == "True")
+        train_right[min(pattern[0], 3)].append(r["is_correct"] == "True")
+    overall = sum(r["is_correct"] == "True" for r in train) / max(1, len(train))
+    pattern_p = []
+    for r in test:
+        rates = by_pattern.get(_pattern(r["answer"], [answer[i] for i in siblings[r["question"]]]))
+        pattern_p.append(sum(rates) / len(rates) if rates else overall)
+    return {"agreement": agreement, "known-label": known_label, "situation": situation, "agreeing": agreeing,
+            "pattern": pattern_p, "train_right": {k: sum(v) / len(v) for k, v in train_right.items()}}
+
+
+def _pattern(mine: str, answers: list[str]) -> tuple:
+    """(other rows with this answer, the other answers' vote counts, largest first); ``answers``
+    holds the row's own answer once."""
+    votes = collections.Counter(answers)
+    return votes[mine] - 1, tuple(sorted((v for a, v in votes.items() if a != mine), reverse=True))
 
 
 def auroc(p: list[float], y: list[bool]) -> float:
@@ -182,7 +211,9 @@ def score(folder: Path, run_dir: Path, by: bool, writers: dict, reference: dict)
         for k, d, t, g, v in zip(reference["agreeing"], decided, y, reference["agreement"], p):
             agreeing[min(k, 3)].append((d, t, g, v))
         for k, rows in sorted(agreeing.items()):
-            label = f"others agreeing {k}{'+' if k == 3 else ''} (right {sum(r[1] for r in rows) / len(rows):.2f}, " \
+            train_rate = reference["train_right"].get(k)
+            label = f"others agreeing {k}{'+' if k == 3 else ''} (right {sum(r[1] for r in rows) / len(rows):.2f}" \
+                    f"{f' [train {train_rate:.2f}]' if train_rate is not None else ''}, " \
                     f"mean P {sum(r[3] for r in rows) / len(rows):.2f}, pred True {sum(r[0] for r in rows) / len(rows):.2f}, " \
                     f"rule {sum(r[2] == r[1] for r in rows) / len(rows):.4f})"
             out["by"][label] = (sum(r[0] == r[1] for r in rows) / len(rows), len(rows))
@@ -234,6 +265,8 @@ def main(argv: list[str] | None = None) -> int:
         reference = rules(folder)
         for rule in ("agreement", "known-label") if case.endswith("-seen") else ("agreement",):
             refs[rule] = sum(d == t for d, t in zip(reference[rule], y)) / len(y)
+        if case.endswith("-unseen"):
+            refs["pattern_ece"] = ece(reference["pattern"], y)
         writers = writer_of_rows(case) if args.by else {}
         for variant in args.variants.split(","):
             run_name = f"{case}-{variant}" + (f"-k{args.per_question}" if args.per_question else "")
@@ -250,13 +283,15 @@ def main(argv: list[str] | None = None) -> int:
             result.update(case=case + (f"/{args.per_question}" if args.per_question else ""), variant=variant, fit_s=fit_s, **refs)
             table.append(result)
             print(json.dumps({k: v for k, v in result.items() if k != "by"}), file=sys.stderr, flush=True)
+    # ECE floor: the pattern rule's ECE (unseen cases; see rules())
     print(f"{'case':<13} {'variant':<9} {'acc':>6} {'acc@0.5':>7} {'predT':>6} {'true':>6} {'ECE':>6} {'AUROC':>6} "
-          f"{'major':>6} {'agree':>6} {'known':>6} {'fit s':>6}")
+          f"{'major':>6} {'agree':>6} {'known':>6} {'floor':>6} {'fit s':>6}")
     for r in table:
         known = f"{r['known-label']:.4f}" if "known-label" in r else ""
+        floor = f"{r['pattern_ece']:.4f}" if "pattern_ece" in r else ""
         print(f"{r['case']:<13} {r['variant']:<9} {r['acc']:.4f} {r['acc@0.5']:>7.4f} {r['pred_true']:.4f} "
               f"{r['true']:.4f} {r['ece']:.4f} {r['auroc']:.4f} {r['majority']:.4f} {r['agreement']:.4f} "
-              f"{known:>6} {r['fit_s']:>6.0f}")
+              f"{known:>6} {floor:>6} {r['fit_s']:>6.0f}")
     for r in table:
         for key, (acc, n) in r.get("by", {}).items():
             print(f"  {r['case']:<13} {r['variant']:<9} {key:<50} {acc:.4f} ({n} rows)")

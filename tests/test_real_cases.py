@@ -68,3 +68,28 @@ def test_every_row_of_the_demo_set_reads_without_a_bad_row(part, capsys):
 
     assert main([str(real_cases.DATA / "gsm8k-gpt3" / f"{part}.jsonl.gz")]) == 0
     assert "bad" not in capsys.readouterr().err
+
+
+def test_the_pattern_rule_gives_each_test_row_its_patterns_training_rate(tmp_path):
+    """bench_real's calibration floor: a test row's P is the training split's rate of right rows
+    with the same agreement pattern in their own question (fallback: the training rate overall)."""
+    import bench_real
+
+    train = [  # q1: 2-1-1 votes, the pair right; q2: 2-1-1, the pair wrong; q3: 2-2, one pair right
+        ("q1", "5", True), ("q1", "5", True), ("q1", "6", False), ("q1", "7", False),
+        ("q2", "1", False), ("q2", "1", False), ("q2", "2", True), ("q2", "3", False),
+        ("q3", "8", True), ("q3", "8", True), ("q3", "9", False), ("q3", "9", False),
+    ]
+    test = [("t1", "4"), ("t1", "4"), ("t1", "0"), ("t1", "3"), ("t2", "1"), ("t2", "2"), ("t2", "3")]
+    for name, rows, columns in (("train.csv", train, ("question", "answer", "is_correct")),
+                                ("test.csv", [(str(i), *r) for i, r in enumerate(test)], ("ID", "question", "answer"))):
+        with (tmp_path / name).open("w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(columns)
+            writer.writerows(rows)
+    reference = bench_real.rules(tmp_path)
+    # t1's pair has pattern (1, (1, 1)): 4 training rows, 2 right; its singles (0, (2, 1)): 4 rows, 1 right.
+    # t2's rows (0, (1, 1)) never occur in training: the overall rate, 5 of 12.
+    assert reference["pattern"] == [0.5, 0.5, 0.25, 0.25, 5 / 12, 5 / 12, 5 / 12]
+    assert reference["train_right"] == {0: 1 / 4, 1: 4 / 8}
+    assert bench_real.ece([0.9, 0.9, 0.1, 0.1], [True, False, False, False]) == pytest.approx((0.4 * 2 + 0.1 * 2) / 4)
