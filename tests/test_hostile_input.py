@@ -304,7 +304,8 @@ def _fit(tmp_path, tiny_path, *extra):
 @pytest.mark.parametrize("extra, error, message", [
     (("--model.lora_r", "0"), ValueError, "lora_r must be >= 1, got 0"),
     (("--model.lora_alpha", "-1"), ValueError, "lora_alpha must be > 0"),
-    (("--data.batch_size", "0"), ValueError, "batch sizes must be >= 1"),
+    (("--data.batch_size", "0"), ValueError, "batch_size must be >= 1, got 0"),
+    (("--data.eval_batch_size", "0"), ValueError, "eval_batch_size must be a whole number >= 1 or 'auto', got 0"),
     (("--model.max_length", "70"), ValueError, "leaves no room for question and solution"),
     (("--model.positive_label", "Yes", "--model.negative_label", "Yeah"), ValueError, "share their first token"),
 ])
