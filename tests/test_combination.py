@@ -185,7 +185,22 @@ def test_by_default_a_seen_view_of_a_hundred_rows_does_not_fit_its_own_evidence_
     module = _Module(rows)
     FitCombination().on_validation_epoch_end(IN_FIT, module)
     unseen, seen = module.combination.as_list()
-    assert seen[1:] == [1.0, 0.0] and abs(seen[0]) < 0.15 and unseen[1] != 1.0
+    assert seen[1:] == [1.0, 0.0] and abs(seen[0]) < 0.15
     fitted_alone = _Module(rows)
-    FitCombination(case_rows=100).on_validation_epoch_end(IN_FIT, fitted_alone)
+    FitCombination(case_rows=100, fit_evidence=True).on_validation_epoch_end(IN_FIT, fitted_alone)
     assert fitted_alone.combination.as_list()[1][1] < 0.8  # with a lower bar it would fit b itself
+
+
+def test_by_default_the_evidence_keeps_its_own_calibration_and_each_large_case_its_text_weight():
+    """1,500 unseen rows whose evidence is over-confident by 2x: by default only the text weight is
+    fitted (b, c stay 1, 0: the warm-started head is calibrated on every labelled training row, and
+    on real unseen cases validation's refit left the test ECE higher in 10 of 10 runs);
+    ``fit_evidence`` refits b and c."""
+    m, d, y = _rows(1500, 11, text_noise=True)
+    rows = {"margin": m.float(), "shift": (d * 2).float(), "labels": y.long(), "labelled": torch.zeros(1500).long()}
+    default, refit = _Module(rows), _Module(rows)
+    FitCombination().on_validation_epoch_end(IN_FIT, default)
+    FitCombination(fit_evidence=True).on_validation_epoch_end(IN_FIT, refit)
+    unseen = default.combination.as_list()[0]
+    assert unseen[1:] == [1.0, 0.0] and abs(unseen[0]) < 0.15  # noise text still loses its weight
+    assert refit.combination.as_list()[0][1] == pytest.approx(0.5, abs=0.1)
