@@ -66,7 +66,7 @@ CHI2_1PCT = {1: 6.63, 2: 9.21, 3: 11.34, 4: 13.28, 5: 15.09}  # 1 % points of ch
 
 
 def fit_cases(margin: torch.Tensor, shift: torch.Tensor, labels: torch.Tensor, labelled: torch.Tensor,
-              free=(0, 1), prior: float = 1.0, min_gain: float | None = None) -> dict:
+              free=(0, 1), prior: float = 1.0, min_gain: float | None = None, free_bias=()) -> dict:
     """Fit one text weight a shared by both cases and (b, c) per case in ``free``; identity unless clearly better.
 
     The text model is one model whichever case a row is in, so its weight is fitted on all rows:
@@ -77,20 +77,24 @@ def fit_cases(margin: torch.Tensor, shift: torch.Tensor, labels: torch.Tensor, l
     shift without evidence or the margin without text, keeps its weight at 1), by L-BFGS in float64.
     Adopted only when twice the gain in log-likelihood is at least ``min_gain`` (None: the 1 %
     point of chi-square for the numbers fitted, 1 + 2 per free case), so a few hundred rows cannot
-    move a model that was fine. Returns ``rows`` (2 x 3, as ``Combination.rows``), ``adopted``, and
+    move a model that was fine. ``free_bias``: cases that fit their bias c too, with b kept at 1 (a
+    text margin off-centre needs its own intercept; the evidence's scale stays the warm-started
+    head's). Returns ``rows`` (2 x 3, as ``Combination.rows``), ``adopted``, and
     the mean losses per row ``nll_identity`` / ``nll_fit``.
     """
     m, d, y = (t.detach().double().reshape(-1).cpu() for t in (margin, shift, labels))
     case = labelled.detach().reshape(-1).cpu().bool().long()  # [N] 0 unseen, 1 seen
     free = sorted({int(c) for c in free})
+    free_bias = sorted({int(c) for c in free_bias} - set(free))
     identity_rows = [list(IDENTITY), list(IDENTITY)]
     n = len(y)
     if n == 0:
         return {"rows": identity_rows, "adopted": False, "nll_identity": float("nan"), "nll_fit": float("nan")}
     if min_gain is None:
-        min_gain = CHI2_1PCT[1 + 2 * len(free)]
+        min_gain = CHI2_1PCT[1 + 2 * len(free) + len(free_bias)]
     start = torch.tensor([1.0, 1.0, 0.0, 1.0, 0.0], dtype=torch.float64)  # a, b_unseen, c_unseen, b_seen, c_seen
-    mask = torch.tensor([1.0] + [float(c in free) for c in (0, 0, 1, 1)], dtype=torch.float64)
+    mask = torch.tensor([1.0, float(0 in free), float(0 in free or 0 in free_bias),
+                         float(1 in free), float(1 in free or 1 in free_bias)], dtype=torch.float64)
     w = start.clone().requires_grad_(True)
 
     def z_of(params):
