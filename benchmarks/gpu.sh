@@ -98,7 +98,6 @@ PYEOF
 
 train() {  # ours at our best vs TRL's seed recipe vs TRL at its best, at quantization $1
   echo -e "\n## Training, quantization $1 ($(date -u +%T))\n" >> "$OUT/report.md"
-  local PACK=(); [ "${GPU_PACKED:-1}" = 1 ] && PACK=(--packing)
   "$PY" benchmarks/bench_train.py "${COMMON[@]}" "${TRAIN[@]}" --quantization "$1" "${PACK[@]}" --attn "$ATTN" \
     --contenders ours,trl,trl-best --profile --matmul-peak-gflops "$PEAK" --json "$OUT/train_$1.json" \
     >> "$OUT/report.md" 2> "$OUT/train_$1.err" || STATUS=1
@@ -110,13 +109,13 @@ predict() {
 }
 # FlexAttention has no CPU backward: the smoke run packs with sdpa.
 ATTN=flex_attention; [ "$SMOKE" = 1 ] && ATTN=sdpa
+PACK=(); [ "${GPU_PACKED:-1}" = 1 ] && PACK=(--packing)
 # Order of value if the time runs out: bf16 training, prediction, 4-bit training, the CLI check.
 train "${QUANTS[0]}"
 predict
 for Q in "${QUANTS[@]:1}"; do train "$Q"; done
 # Ours with compiled decoder layers (model.compile_layers), bf16, beside the first table's ours.
 echo -e "\n## Training, quantization ${QUANTS[0]}, ours with compiled layers ($(date -u +%T))\n" >> "$OUT/report.md"
-PACK=(); [ "${GPU_PACKED:-1}" = 1 ] && PACK=(--packing)
 timeout "${GPU_COMPILE_TIMEOUT:-240}" "$PY" benchmarks/bench_train.py "${COMMON[@]}" "${TRAIN[@]}" --quantization "${QUANTS[0]}" \
   "${PACK[@]}" --attn "$ATTN" --contenders ours-compiled --matmul-peak-gflops "$PEAK" --json "$OUT/train_compiled.json" \
   >> "$OUT/report.md" 2> "$OUT/train_compiled.err" || STATUS=1

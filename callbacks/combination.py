@@ -8,7 +8,7 @@ from lightning.pytorch.callbacks import Callback
 from mathverify.errors import SettingsError
 import torch
 
-from mathverify.model.combination import CHI2_1PCT, IDENTITY, fit_case, fit_cases
+from mathverify.model.combination import IDENTITY, fit_cases
 
 
 class FitCombination(Callback):
@@ -17,7 +17,7 @@ class FitCombination(Callback):
     m is the text's margin, d the evidence shift. Each case (rows with no labelled sibling,
     ``val``; rows with some, ``val_seen``) with at least ``case_rows`` rows fits its own text weight
     a and intercept c on its rows (logistic regression with a Gaussian prior around the identity;
-    with no text, nothing), and with ``fit_evidence`` also its evidence weight b (``fit_case``). A
+    with no text, nothing), and with ``fit_evidence`` also its evidence weight b (``fit_cases``). A
     smaller case (a seen view of a few dozen rows) gets a text weight fitted on the rows of both
     cases (``fit_cases``; the text model is one model whichever case a row is in), so noise text is
     dropped there too. The evidence keeps b = 1 by default: the head was fitted to every labelled
@@ -90,20 +90,15 @@ class FitCombination(Callback):
         rows_fitted, adopted = [list(IDENTITY), list(IDENTITY)], []
         for case in (0, 1):
             mine = labelled == bool(case)
-            if counts[case] >= self.case_rows and self.fit_evidence:  # enough rows: the case's own (a, b, c)
-                fitted = fit_case(rows["margin"][mine], rows["shift"][mine], rows["labels"][mine].float(),
-                                  self.prior, CHI2_1PCT[3] if self.min_gain is None else self.min_gain)
-                rows_fitted[case] = fitted["weights"]
-            elif counts[case] >= self.case_rows:  # enough rows: the case's own text weight and intercept, b = 1
-                text = bool(rows["margin"][mine].abs().max() > 0)  # evidence only: no margin, no bias to fit
+            if counts[case] >= self.case_rows:  # enough rows: the case's own text weight, and intercept with text
+                text = bool(rows["margin"][mine].abs().max() > 0)  # evidence only: no margin, no intercept to fit
                 fitted = fit_cases(rows["margin"][mine], rows["shift"][mine], rows["labels"][mine].float(),
-                                   labelled[mine], (), self.prior,
-                                   CHI2_1PCT[1 + text] if self.min_gain is None else self.min_gain,
+                                   labelled[mine], (case,) if self.fit_evidence else (), self.prior, self.min_gain,
                                    free_bias=(case,) if text else ())
                 rows_fitted[case] = fitted["rows"][case]
             elif counts[case]:  # too few: only the text weight, fitted on the rows of both cases
                 fitted = fit_cases(rows["margin"], rows["shift"], rows["labels"].float(), labelled, (),
-                                   self.prior, CHI2_1PCT[1] if self.min_gain is None else self.min_gain)
+                                   self.prior, self.min_gain)
                 rows_fitted[case] = fitted["rows"][case]
             else:
                 continue
