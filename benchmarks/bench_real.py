@@ -100,11 +100,8 @@ def writer_of_rows(case: str) -> dict[tuple[str, str], str]:
     return {(r["question"], r["solution"]): r["model"] for r in real_cases.original_rows(case.rsplit("-", 1)[0])}
 
 
-BY_LABEL = {"answer labelled right": True, "another answer labelled right": False, "answer labelled wrong": False}
-
-
 def rules(folder: Path) -> dict[str, list]:
-    """The reference rules' decision per test row (same definitions as real_cases.py), and the
+    """The reference rules' decision per test row (``real_cases.rule_decisions``), and the
     situation that decides the known-label rule's answer ("situation", for ``--by``)."""
     train, test = read_csv(folder / "train.csv"), read_csv(folder / "test.csv")
     known = collections.defaultdict(list)
@@ -117,16 +114,10 @@ def rules(folder: Path) -> dict[str, list]:
     agreement, known_label, situation, agreeing = [], [], [], []
     for r in test:
         others = [answer[i] for i in siblings[r["question"]] if i != r["ID"]] + [a for a, _ in known[r["question"]]]
-        agree = r["answer"] in others
+        agree, guess, where = real_cases.rule_decisions(r["answer"], others, known[r["question"]])
         agreeing.append(others.count(r["answer"]))
-        right = {a for a, ok in known[r["question"]] if ok}
-        wrong = {a for a, ok in known[r["question"]] if not ok}
-        where = (None if not known[r["question"]] else "answer labelled right" if r["answer"] in right
-                 else "another answer labelled right" if right else "answer labelled wrong"
-                 if r["answer"] in wrong else "no right label, string agrees" if agree
-                 else "no right label, string alone")
         agreement.append(agree)
-        known_label.append(BY_LABEL.get(where, agree))  # no deciding label: agreement
+        known_label.append(guess)
         situation.append(where)
     # The pattern rule (unseen cases): P(True) = the training split's rate of right rows among those
     # with the same agreement pattern in their own question (this answer's other votes, the other

@@ -85,16 +85,32 @@ def draw(groups: list[list[dict]], mode: str, train_share: float, seed: int):
     return train, test
 
 
+def rule_decisions(answer: str, others: list[str], known: list[tuple[str, bool]]) -> tuple[bool, bool, str | None]:
+    """The no-model rules on one test row: ``(agreement, known-label, situation)``.
+
+    ``others``: every other answer string of the question (test and training rows); ``known``: the
+    question's training rows as (answer, labelled correct). ``situation`` names what decided the
+    known-label rule (None: the question has no labelled row, as in unseen cases)."""
+    agree = answer in others
+    right = {a for a, ok in known if ok}
+    wrong = {a for a, ok in known if not ok}
+    situation = (None if not known else "answer labelled right" if answer in right
+                 else "another answer labelled right" if right else "answer labelled wrong" if answer in wrong
+                 else "no right label, string agrees" if agree else "no right label, string alone")
+    return agree, KNOWN_LABEL_DECIDES.get(situation, agree), situation
+
+
+KNOWN_LABEL_DECIDES = {"answer labelled right": True, "another answer labelled right": False,
+                       "answer labelled wrong": False}  # any other situation: the agreement rule
+
+
 def reference_line(name: str, mode: str, train: list[dict], test: list[tuple]) -> str:
     n = len(test)
     positives = sum(row["is_correct"] for row, _, _ in test)
     agree_right = known_right = 0
     for row, siblings, known in test:
         others = [s["answer"] for s in siblings if s is not row] + [k["answer"] for k in known]
-        agree = row["answer"] in others
-        right = {k["answer"] for k in known if k["is_correct"]}
-        wrong = {k["answer"] for k in known if not k["is_correct"]}
-        guess = True if row["answer"] in right else False if right or row["answer"] in wrong else agree
+        agree, guess, _ = rule_decisions(row["answer"], others, [(k["answer"], k["is_correct"]) for k in known])
         agree_right += agree == row["is_correct"]
         known_right += guess == row["is_correct"]
     questions = len({id(siblings) for _, siblings, _ in test})

@@ -1,6 +1,6 @@
 """Every shell command in README.md and docs/*.md parses, without running anything heavy.
 
-The commands are the lines of fenced ``bash`` / ``sh`` / ``shell`` / ``console`` blocks (a ``console``
+The commands (``tests/doc_shell.py``) are the lines of fenced ``bash`` / ``sh`` / ``shell`` / ``console`` blocks (a ``console``
 block's commands are its ``$ `` lines), with backslash-continued lines joined, split on ``&&``,
 ``||``, ``;`` and ``|``, comments (``#SBATCH`` and shebang lines included) dropped, leading
 ``VAR=value`` assignments stripped and the ``srun`` / ``nohup`` / ``torchrun ... -m`` wrappers
@@ -22,7 +22,7 @@ removed. Then, by program:
 Every token that is a repository path (``configs/...``, ``benchmarks/...``, ...) must exist, except
 files that an earlier documented command writes (``GENERATED``, parsed with a stand-in).
 Test ids are ``FILE:LINE`` (``#2`` for the second command on a line). The relative links between
-the pages, and their ``#anchors``, are checked too.
+the pages are checked in ``tests/test_doc_links.py``.
 """
 
 from __future__ import annotations
@@ -35,19 +35,14 @@ import importlib
 import io
 import os
 import re
-import shlex
 import subprocess
 import sys
-from pathlib import Path
 from unittest import mock
 
 import pytest
+from doc_shell import DOCS, ROOT, doc_commands, shell_lines, split_commands, unwrap  # tests/doc_shell.py
 
-ROOT = Path(__file__).resolve().parents[1]
-DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
-SHELL_LANGS = {"bash", "sh", "shell", "console"}
 REPO_PREFIXES = ("configs/", "benchmarks/", "callbacks/", "mathverify/", "tests/", "docs/")
-SEPARATORS = {"&&", "||", ";", "|", "&"}
 LIGHTNING_SUBCOMMANDS = {"fit", "validate", "test", "predict"}
 
 # Files a documented command writes and a later one reads: parsed with a stand-in of the same kind.
@@ -66,89 +61,10 @@ ALLOWED = {
     "sbatch": "submits a job script that the docs write out (train.sh)",
     "export": "sets a variable",
 }
-WRAPPERS = {"srun", "nohup", "time", "exec"}  # run the command that follows
 
 
 class _Stop(Exception):
     """Raised right after argument parsing, so that nothing runs."""
-
-
-# ----- extraction ---------------------------------------------------------------------------------
-def shell_lines(text: str) -> list[tuple[int, str]]:
-    """(line number, command line) of every fenced shell block, continuations joined."""
-    out: list[tuple[int, str]] = []
-    lang = None  # None: outside a fence; "": a fence that is not a shell block
-    pending, start = "", 0
-    for number, line in enumerate(text.splitlines(), 1):
-        stripped = line.strip()
-        if stripped.startswith("```"):
-            if lang is None:
-                word = stripped[3:].strip().split()
-                lang = word[0].lower() if word and word[0].lower() in SHELL_LANGS else ""
-            else:
-                lang = None
-            continue
-        if not lang:
-            continue
-        if lang == "console":
-            if not pending and not stripped.startswith("$ "):
-                continue  # output
-            if not pending:
-                stripped = stripped[2:]
-        if not pending:
-            if not stripped or stripped.startswith("#"):  # comments, #SBATCH lines, the shebang
-                continue
-            start = number
-        if stripped.endswith("\\"):
-            pending += stripped[:-1] + " "
-            continue
-        out.append((start, pending + stripped))
-        pending = ""
-    return out
-
-
-def split_commands(line: str) -> list[list[str]]:
-    """The simple commands of one line: shell words, split on && || ; | and &, comments dropped."""
-    lexer = shlex.shlex(line, posix=True, punctuation_chars=";&|")
-    lexer.whitespace_split = True
-    commands, current = [], []
-    for token in lexer:
-        if token in SEPARATORS:
-            commands.append(current)
-            current = []
-        else:
-            current.append(token)
-    commands.append(current)
-    return [c for c in commands if c]
-
-
-def unwrap(words: list[str]) -> list[str]:
-    """The command itself: leading VAR=value assignments and launcher wrappers removed."""
-    words = list(words)
-    while words and re.match(r"^[A-Za-z_][A-Za-z0-9_]*=", words[0]):
-        words.pop(0)
-    if words and words[0] in WRAPPERS:
-        words.pop(0)
-        while words and words[0].startswith("-"):
-            words.pop(0)
-        return unwrap(words)
-    if words and words[0] == "torchrun":  # torchrun [options] -m MODULE args | SCRIPT args
-        if "-m" in words:
-            at = words.index("-m")
-            return ["python", *words[at:]]
-        rest = [w for w in words[1:] if not w.startswith("-") and w.endswith(".py")]
-        return ["python", *words[words.index(rest[0]):]] if rest else words
-    return words
-
-
-def doc_commands() -> list[tuple[str, list[str]]]:
-    found = []
-    for path in DOCS:
-        name = path.relative_to(ROOT).as_posix()
-        for number, line in shell_lines(path.read_text(encoding="utf-8")):
-            for k, words in enumerate(split_commands(line), 1):
-                found.append((f"{name}:{number}" + (f"#{k}" if k > 1 else ""), words))
-    return found
 
 
 # ----- checks -------------------------------------------------------------------------------------
@@ -424,32 +340,3 @@ def test_working_commands_pass():
                     "srun mathverify validate --ckpt_path demo:best --data.val_files x.csv"):
         for words in split_commands(command):
             check_command(words)
-
-
-LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
-
-
-def heading_anchors(text: str) -> set[str]:
-    """GitHub's anchors of a page's headings (lower case, punctuation dropped, spaces to hyphens)."""
-    anchors = set()
-    for line in text.splitlines():
-        if line.startswith("#"):
-            title = line.lstrip("#").strip().lower()
-            anchors.add(re.sub(r"[^\w\- ]", "", title).replace(" ", "-"))
-    return anchors
-
-
-@pytest.mark.parametrize("doc", DOCS, ids=lambda p: p.relative_to(ROOT).as_posix())
-def test_doc_links_resolve(doc):
-    """Relative links between the pages (and their #anchors) lead somewhere: the pages were split apart."""
-    broken = []
-    for target in LINK.findall(doc.read_text(encoding="utf-8")):
-        if re.match(r"^[a-z]+:", target):
-            continue  # https://, mailto:
-        path, _, anchor = target.partition("#")
-        file = (doc.parent / path).resolve() if path else doc
-        if not file.exists():
-            broken.append(target)
-        elif anchor and file.suffix == ".md" and anchor not in heading_anchors(file.read_text(encoding="utf-8")):
-            broken.append(target)
-    assert not broken, f"broken link(s): {', '.join(broken)}"
