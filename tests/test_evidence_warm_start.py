@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from callbacks.evidence_warm_start import EvidenceWarmStart
-from mathverify.evidence.index import N_FEATURES, EvidenceIndex, TrainingEvidence, features
+from mathverify.evidence.index import LOWERING, N_FEATURES, EvidenceIndex, TrainingEvidence, features
 from mathverify.model.heads import EvidenceHead
 
 
@@ -60,6 +60,26 @@ def test_warm_start_learns_that_a_flawed_solution_is_less_often_right():
     siblings = {"7": [1, 0, 0, 0, 0, 0]}  # one sibling with another answer, no labels
     clean, bad = features(siblings, "100", flawed=False), features(siblings, "100", flawed=True)
     assert _p_true(module.evidence_head, clean) > 0.7 and _p_true(module.evidence_head, bad) < 0.3
+
+
+@pytest.mark.parametrize("lowering", [(), LOWERING])
+def test_a_defect_seen_only_on_right_rows_cannot_raise_p_true(lowering):
+    """A defect feature (here the flawed bit) that the few training rows carrying it happen to pair
+    with right answers (as other_form did on math seen): unbounded, the head learns it as a reason to
+    say True; with ``lowering`` a defective row never scores above the same row without the defect."""
+    torch.manual_seed(0)
+    questions = {f"q{i}": {f"{i + 100}": [1, 1, 0, 0, 0, 0], f"{i + 200}": [1, 0, 1, 0, 0, 0],
+                           f"{i + 300}": [1, 0, 1, 0, 0, 0]} for i in range(40)}
+    questions.update({f"r{i}": {f"{i + 100}": [1, 1, 0, 1, 1, 0], f"{i + 200}": [1, 0, 1, 0, 0, 0]} for i in range(6)})
+    module = SimpleNamespace(evidence_head=EvidenceHead(N_FEATURES, lowering=lowering))
+    EvidenceWarmStart(steps=200).on_fit_start(_trainer(EvidenceIndex(questions)), module)
+    siblings = {"7": [1, 0, 0, 0, 0, 0], "8": [1, 0, 0, 0, 0, 0]}  # two siblings with other answers, no labels
+    clean, bad = features(siblings, "100", flawed=False), features(siblings, "100", flawed=True)
+    raised = _p_true(module.evidence_head, bad) - _p_true(module.evidence_head, clean)
+    if lowering:
+        assert raised <= 0
+    else:
+        assert raised > 0.05  # the situation the bound is for
 
 
 def test_warm_start_refuses_fsdp_in_one_line_before_any_weight_loads():

@@ -38,3 +38,25 @@ def test_classifier_head_starts_neutral():
     logits = head(torch.randn(4, 8))
     assert torch.equal(logits, torch.zeros(4, 2))
     assert sum(p.numel() for p in head.parameters()) == 18
+
+
+def test_the_verifier_bounds_its_evidence_head_defect_features(tiny_path):
+    """The module builds its evidence head with ``evidence.index.LOWERING``: a row with a defect
+    flag never scores above the same row without it, whatever the head's weights."""
+    from mathverify.evidence.index import FEATURES, LOWERING, N_FEATURES
+    from mathverify.model.module import VerifierModule
+
+    module = VerifierModule(backbone=tiny_path, evidence=True)
+    module.build(torch.device("cpu"))
+    head = module.evidence_head
+    assert head.lowering == LOWERING and {FEATURES[i] for i in LOWERING} == {"other_form", "own_flawed"}
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for p in head.parameters():
+            p.normal_()
+    clean = torch.rand(256, N_FEATURES)
+    clean[:, list(LOWERING)] = 0
+    flagged = clean.clone()
+    flagged[:, list(LOWERING)] = 1
+    assert (head(flagged) <= head(clean)).all()
+    assert (head.net(flagged).reshape(-1) > head.net(clean).reshape(-1)).any()  # the weights would raise some

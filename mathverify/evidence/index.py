@@ -64,6 +64,12 @@ FEATURES = (
     "fraction_share_other",  # share of the other rows' votes that are non-integer numbers
 )
 N_FEATURES = len(FEATURES)
+# Features that mark a defect of the row itself: the same row without it is never less likely right,
+# so the head may only lower P(True) for them (``heads.EvidenceHead(lowering=)``). They are rare
+# (math seen: 7 of 1,148 test rows spell an answer other than its class's most voted one); unbounded,
+# the head learnt other_form from a handful of training rows that were all right and gave such rows
+# P 0.82-0.96 where every labelled sibling was wrong (2026-12-04).
+LOWERING = tuple(FEATURES.index(name) for name in ("other_form", "own_flawed"))
 NO_LABELS = FEATURES.index("no_labels")
 
 

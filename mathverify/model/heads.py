@@ -58,14 +58,26 @@ class EvidenceHead(nn.Module):
     ``mathverify.model.combination``. The last layer starts at zero: before training the evidence
     changes nothing. Trained with the LoRA weights on the same loss (fp32, saved in checkpoints
     and exports).
+
+    ``lowering``: positions of features that can only lower P(True) (a defect of the row itself,
+    ``evidence.index.LOWERING``): d = min(net(x), net(x with those features at 0)), so a row with
+    the defect never scores above the same row without it, however few training rows carried it.
     """
 
-    def __init__(self, n_features: int, hidden: int = 32) -> None:
+    def __init__(self, n_features: int, hidden: int = 32, lowering: tuple[int, ...] = ()) -> None:
         super().__init__()
         self.net = nn.Sequential(nn.Linear(n_features, hidden), nn.Tanh(), nn.Linear(hidden, 1))
         nn.init.zeros_(self.net[2].weight)
         nn.init.zeros_(self.net[2].bias)
+        keep = torch.ones(n_features)
+        keep[list(lowering)] = 0.0
+        self.lowering = tuple(lowering)
+        self.register_buffer("keep", keep, persistent=False)  # [F]: 0 at the lowering features
 
     def forward(self, evidence: torch.Tensor) -> torch.Tensor:
         """evidence [B, F] -> shift d [B] (float32)."""
-        return self.net(evidence.to(self.net[0].weight.dtype)).float().reshape(-1)
+        x = evidence.to(self.net[0].weight.dtype)
+        d = self.net(x)  # [B, 1]
+        if self.lowering:  # the same row without its defects: the defect may only lower d
+            d = torch.minimum(d, self.net(x * self.keep.to(x.dtype)))
+        return d.float().reshape(-1)

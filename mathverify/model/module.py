@@ -12,7 +12,7 @@ from torch import nn
 from mathverify.data.prompt import SEED_TEMPLATE, PromptEncoder
 from mathverify.data.sharding import EpochRows
 from mathverify.errors import SettingsError
-from mathverify.evidence.index import N_FEATURES, has_labelled_siblings
+from mathverify.evidence.index import LOWERING, N_FEATURES, has_labelled_siblings
 from mathverify.model import rng
 from mathverify.model.backbone import LLAMA_PROJECTIONS, enable_gradient_checkpointing, load_causal_lm, load_tokenizer
 from mathverify.model.combination import Combination, as_logits
@@ -171,7 +171,7 @@ class VerifierModule(pl.LightningModule):
             self.head = ClassifierHead(base.config.hidden_size)
         self.head.to(device)
         if hp.evidence:
-            self.evidence_head = EvidenceHead(N_FEATURES).to(device)
+            self.evidence_head = EvidenceHead(N_FEATURES, lowering=LOWERING).to(device)
         # from_pretrained leaves it in eval mode and Lightning never calls .train(): transformers then
         # never checkpoints (docs/memory.md). It follows this module's mode, as in HF Trainer and TRL.
         self.model.train(self.training)
