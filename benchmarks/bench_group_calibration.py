@@ -66,7 +66,7 @@ def fitted_head(size: int, training_rows: int, max_rows: int, draws: int, seed: 
     import torch
 
     from callbacks.evidence_warm_start import EvidenceWarmStart
-    from mathverify.evidence.index import N_FEATURES, EvidenceIndex, TrainingEvidence
+    from mathverify.evidence.index import LOWERING, N_FEATURES, EvidenceIndex, TrainingEvidence
     from mathverify.model.heads import EvidenceHead
 
     rng, index = random.Random(seed), EvidenceIndex()
@@ -74,11 +74,22 @@ def fitted_head(size: int, training_rows: int, max_rows: int, draws: int, seed: 
         for key, label in question(rng, size, number):
             index.add(f"train{number}", key, label)
     torch.manual_seed(seed)
-    head, shown = EvidenceHead(N_FEATURES), TrainingEvidence(index, seed=seed)
+    head = EvidenceHead(N_FEATURES, lowering=LOWERING)
+    shown = TrainingEvidence(index, seed, *_datamodule_shares())  # the shares fit uses by default
     datamodule = SimpleNamespace(_training_evidence=lambda: shown, hparams=SimpleNamespace(seed=seed))
     trainer = SimpleNamespace(datamodule=datamodule, ckpt_path=None, global_step=0, strategy=object(), is_global_zero=True)
     EvidenceWarmStart(max_rows=max_rows, draws=draws).on_fit_start(trainer, SimpleNamespace(evidence_head=head))
     return head
+
+
+def _datamodule_shares() -> tuple[float, float, float]:
+    """The datamodule's default augmentation shares: hide_labels, thin_siblings, partial_labels."""
+    import inspect
+
+    from mathverify.data.datamodule import VerifyDataModule
+
+    defaults = inspect.signature(VerifyDataModule.__init__).parameters
+    return tuple(defaults[f"evidence_{name}"].default for name in ("hide_labels", "thin_siblings", "partial_labels"))
 
 
 def group_table(size: int, training_rows: int, max_rows: int, draws: int, seed: int, test) -> list[tuple]:
