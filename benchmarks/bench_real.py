@@ -20,7 +20,9 @@ submission gets), at 0.5, the predicted-True rate beside the truth, expected cal
 test or training, gave the same answer string: the tool's rule) and, for seen, the known-label rule.
 ``floor`` (unseen cases) is the ECE of the pattern rule: each test row gets the training split's
 rate of right rows with its agreement pattern, the best calibration a model of agreement alone can
-learn from the split; what it misses is the split's own train/test difference. ``--by`` groups show
+learn from the split; what it misses is the split's own train/test difference. ``patrn`` is that
+rule's accuracy at 0.5: what agreement alone, learnt from this split, reaches (beyond it a model
+needs the answer's form, the solution checks or the text). ``--by`` groups show
 the training split's rate beside the test's (``[train ...]``).
 ``--by`` adds accuracy per answering model and per number of same-question siblings (every
 question's eight answers come from eight different models: a model that only spots a writer's
@@ -258,6 +260,7 @@ def main(argv: list[str] | None = None) -> int:
             refs[rule] = sum(d == t for d, t in zip(reference[rule], y)) / len(y)
         if case.endswith("-unseen"):
             refs["pattern_ece"] = ece(reference["pattern"], y)
+            refs["pattern"] = sum((v > 0.5) == t for v, t in zip(reference["pattern"], y)) / len(y)
         writers = writer_of_rows(case) if args.by else {}
         for variant in args.variants.split(","):
             run_name = f"{case}-{variant}" + (f"-k{args.per_question}" if args.per_question else "")
@@ -274,15 +277,16 @@ def main(argv: list[str] | None = None) -> int:
             result.update(case=case + (f"/{args.per_question}" if args.per_question else ""), variant=variant, fit_s=fit_s, **refs)
             table.append(result)
             print(json.dumps({k: v for k, v in result.items() if k != "by"}), file=sys.stderr, flush=True)
-    # ECE floor: the pattern rule's ECE (unseen cases; see rules())
+    # pattern / floor: the pattern rule's accuracy at 0.5 and its ECE (unseen cases; see rules())
     print(f"{'case':<13} {'variant':<9} {'acc':>6} {'acc@0.5':>7} {'predT':>6} {'true':>6} {'ECE':>6} {'AUROC':>6} "
-          f"{'major':>6} {'agree':>6} {'known':>6} {'floor':>6} {'fit s':>6}")
+          f"{'major':>6} {'agree':>6} {'known':>6} {'patrn':>6} {'floor':>6} {'fit s':>6}")
     for r in table:
         known = f"{r['known-label']:.4f}" if "known-label" in r else ""
+        pattern = f"{r['pattern']:.4f}" if "pattern" in r else ""
         floor = f"{r['pattern_ece']:.4f}" if "pattern_ece" in r else ""
         print(f"{r['case']:<13} {r['variant']:<9} {r['acc']:.4f} {r['acc@0.5']:>7.4f} {r['pred_true']:.4f} "
               f"{r['true']:.4f} {r['ece']:.4f} {r['auroc']:.4f} {r['majority']:.4f} {r['agreement']:.4f} "
-              f"{known:>6} {floor:>6} {r['fit_s']:>6.0f}")
+              f"{known:>6} {pattern:>6} {floor:>6} {r['fit_s']:>6.0f}")
     for r in table:
         for key, (acc, n) in r.get("by", {}).items():
             print(f"  {r['case']:<13} {r['variant']:<9} {key:<50} {acc:.4f} ({n} rows)")
