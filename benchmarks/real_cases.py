@@ -85,6 +85,10 @@ def draw(groups: list[list[dict]], mode: str, train_share: float, seed: int):
     return train, test
 
 
+KNOWN_LABEL_DECIDES = {"answer labelled right": True, "another answer labelled right": False,
+                       "answer labelled wrong": False}  # any other situation: the agreement rule
+
+
 def rule_decisions(answer: str, others: list[str], known: list[tuple[str, bool]]) -> tuple[bool, bool, str | None]:
     """The no-model rules on one test row: ``(agreement, known-label, situation)``.
 
@@ -98,10 +102,6 @@ def rule_decisions(answer: str, others: list[str], known: list[tuple[str, bool]]
                  else "another answer labelled right" if right else "answer labelled wrong" if answer in wrong
                  else "no right label, string agrees" if agree else "no right label, string alone")
     return agree, KNOWN_LABEL_DECIDES.get(situation, agree), situation
-
-
-KNOWN_LABEL_DECIDES = {"answer labelled right": True, "another answer labelled right": False,
-                       "answer labelled wrong": False}  # any other situation: the agreement rule
 
 
 def reference_line(name: str, mode: str, train: list[dict], test: list[tuple]) -> str:

@@ -122,7 +122,8 @@ def _write_evidence(folder: Path, module, index_json: str | None) -> dict:
     save_file({k: v.contiguous() for k, v in module.evidence_head.state_dict().items()},
               folder / "evidence_head.safetensors")
     return {"index": "evidence_index.json.gz", "head": "evidence_head.safetensors", "features": list(FEATURES),
-            "logits": "d = min(net(features), net(features with the lowering ones at 0)) (mathverify.model.heads.EvidenceHead, evidence.index.LOWERING), combined with the text margin "
+            "logits": "d = min(net(features), net(features with the lowering ones at 0)) "
+                      "(mathverify.model.heads.EvidenceHead, evidence.index.LOWERING), combined with the text margin "
                       "m per case: see 'combination'; features: mathverify.evidence.index.features, leave-one-out, index + the scored file's own answers"}
 
 

@@ -10,7 +10,7 @@ import torch
 
 from callbacks.combination import FitCombination
 from mathverify.errors import SettingsError
-from mathverify.model.combination import IDENTITY, Combination, fit_case, fit_cases
+from mathverify.model.combination import CHI2_1PCT, IDENTITY, Combination, fit_cases
 from mathverify.model.module import VerifierModule
 
 IN_FIT = SimpleNamespace(sanity_checking=False, state=SimpleNamespace(fn="fit"))  # a validation inside fit
@@ -29,6 +29,12 @@ def _rows(n: int, seed: int, text_noise: bool):
     y = (torch.rand(n, generator=g, dtype=torch.float64) < torch.sigmoid(truth)).double()
     return m, d, y
 
+
+
+def fit_case(margin, shift, labels, prior: float = 1.0, min_gain: float = CHI2_1PCT[3]) -> dict:
+    """(a, b, c) fitted on rows of one case: ``fit_cases`` with every row unseen and that case free."""
+    fitted = fit_cases(margin, shift, labels, torch.zeros(len(labels), dtype=torch.bool), (0,), prior, min_gain)
+    return {"weights": fitted["rows"][0], **{k: v for k, v in fitted.items() if k != "rows"}}
 
 def test_noise_text_gets_a_weight_near_zero():
     m, d, y = _rows(2000, 0, text_noise=True)

@@ -10,11 +10,12 @@ whatever scale training left it.
 
 ``Combination`` keeps, per case a row can be in (no labelled sibling: unseen; some: seen, the case
 that also picks the decision threshold), three numbers (a, b, c): P = sigmoid(a m + b d + c).
-They start at (1, 1, 0), which is the training sum exactly; ``fit_case`` fits them by logistic
-regression on a case's held-out validation rows (``callbacks.combination.FitCombination``; a case
-with too few rows gets only a text weight, fitted on the rows of both cases by ``fit_cases``), so
-text that is noise on held-out rows gets a ~ 0 and text that helps keeps its weight (the callback
-adopts the fit whatever its gain; the functions here can gate it by a chi-square test). Only test, predict
+They start at (1, 1, 0), which is the training sum exactly; ``fit_cases`` fits them by logistic
+regression on held-out validation rows (``callbacks.combination.FitCombination``: a case with
+enough rows fits its own text weight a and, with text, its intercept c, keeping the evidence's
+b = 1 unless asked; a case with too few rows gets only a text weight, fitted on the rows of both
+cases), so text that is noise on held-out rows gets a ~ 0 and text that helps keeps its weight
+(the callback adopts the fit whatever its gain; ``fit_cases`` can gate it by a chi-square test). Only test, predict
 and the Python API use the fitted numbers: training and the validation loss see m + d.
 """
 
@@ -123,10 +124,3 @@ def fit_cases(margin: torch.Tensor, shift: torch.Tensor, labels: torch.Tensor, l
     a, b0, c0, b1, c1 = fitted.tolist()
     return {"rows": [[a, b0, c0], [a, b1, c1]] if adopted else identity_rows, "adopted": adopted,
             "nll_identity": before / n, "nll_fit": after / n}
-
-
-def fit_case(margin: torch.Tensor, shift: torch.Tensor, labels: torch.Tensor, prior: float = 1.0,
-             min_gain: float = CHI2_1PCT[3]) -> dict:
-    """Fit (a, b, c) on rows of one case (``fit_cases`` with every row unseen); returns ``weights``, ``adopted``, losses."""
-    fitted = fit_cases(margin, shift, labels, torch.zeros(len(labels), dtype=torch.bool), (0,), prior, min_gain)
-    return {"weights": fitted["rows"][0], **{k: v for k, v in fitted.items() if k != "rows"}}
