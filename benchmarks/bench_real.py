@@ -13,6 +13,12 @@ every test row:
     python benchmarks/bench_real.py --variants both --cases gsm8k-seen
     python benchmarks/bench_real.py --variants evidence --per-question 4       # 4 solutions per question
     python benchmarks/bench_real.py --config configs/smollm2-135m-cpu.yaml -- --model.backbone /tmp/smollm2
+    python benchmarks/bench_real.py --seeds 0,1,2 --variants evidence,both --cases math-unseen  # + a summary
+
+``--seeds``: every case on each seed's split, each seed's table, then the mean and range over the
+seeds of every goal quantity (``benchmarks/real_seeds.py``): a difference of a few rows on one
+split is noise until the other splits show it too. ``--reuse`` scores the runs already in ``--dir``
+(after a change to the scoring, or an interrupted benchmark) and fits only the missing ones.
 
 Arguments after ``--`` go to every ``fit``. Columns: accuracy at the stored threshold (what a
 submission gets), at 0.5, the predicted-True rate beside the truth, expected calibration error
@@ -47,6 +53,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
 import real_cases  # noqa: E402  (benchmarks/real_cases.py: the sets and their splits)
+import real_seeds  # noqa: E402  (benchmarks/real_seeds.py: several seeds' summary)
 
 CASES = ("gsm8k-unseen", "gsm8k-seen", "math-unseen", "math-seen")
 ONE_GENERATOR = ("gsm8k-gpt3-unseen", "gsm8k-gpt3-seen", "gsm8k-codex-unseen", "gsm8k-codex-seen")  # --cases
@@ -189,7 +196,8 @@ def score(folder: Path, run_dir: Path, by: bool, writers: dict, reference: dict)
     n = len(ids)
     out = {"acc": sum(d == t for d, t in zip(decided, y)) / n,
            "acc@0.5": sum((v > 0.5) == t for v, t in zip(p, y)) / n,
-           "pred_true": sum(decided) / n, "true": sum(y) / n, "ece": ece(p, y), "auroc": auroc(p, y)}
+           "pred_true": sum(decided) / n, "true": sum(y) / n, "ece": ece(p, y), "auroc": auroc(p, y),
+           "groups": agreement_groups(reference, decided, y, p)}
     if by:
         groups = collections.defaultdict(list)
         count = collections.Counter(r["question"] for r in test)
@@ -198,18 +206,11 @@ def score(folder: Path, run_dir: Path, by: bool, writers: dict, reference: dict)
             groups["model " + writers.get((r["question"], r["solution"]), "?")].append(d == t)
             groups[f"siblings {count[r['question']] - 1 + train_count[r['question']]}"].append(d == t)
         out["by"] = {k: (sum(v) / len(v), len(v)) for k, v in sorted(groups.items())}
-        # By how many other solutions of the question (test or training) gave the same answer string:
-        # where agreement says little (one generator), the model's own reading has to decide.
-        agreeing = collections.defaultdict(list)
-        for k, d, t, g, v in zip(reference["agreeing"], decided, y, reference["agreement"], p):
-            agreeing[min(k, 3)].append((d, t, g, v))
-        for k, rows in sorted(agreeing.items()):
-            train_rate = reference["train_right"].get(k)
-            label = f"others agreeing {k}{'+' if k == 3 else ''} (right {sum(r[1] for r in rows) / len(rows):.2f}" \
-                    f"{f' [train {train_rate:.2f}]' if train_rate is not None else ''}, " \
-                    f"mean P {sum(r[3] for r in rows) / len(rows):.2f}, pred True {sum(r[0] for r in rows) / len(rows):.2f}, " \
-                    f"rule {sum(r[2] == r[1] for r in rows) / len(rows):.4f})"
-            out["by"][label] = (sum(r[0] == r[1] for r in rows) / len(rows), len(rows))
+        for k, g in out["groups"].items():
+            train = f" [train {g['train']:.2f}]" if g["train"] is not None else ""
+            label = f"others agreeing {k}{'+' if k == 3 else ''} (right {g['right']:.2f}{train}, " \
+                    f"mean P {g['mean_p']:.2f}, pred True {g['pred_true']:.2f}, rule {g['rule']:.4f})"
+            out["by"][label] = (g["acc"], g["rows"])
         # Seen cases: accuracy where the known-label rule decides by a label and where it falls back
         # on agreement, beside the rule's own accuracy on the same rows.
         situated = collections.defaultdict(lambda: [0, 0, 0])  # rows, model right, rule right
@@ -223,10 +224,80 @@ def score(folder: Path, run_dir: Path, by: bool, writers: dict, reference: dict)
     return out
 
 
+def agreement_groups(reference: dict, decided: list, y: list, p: list) -> dict[int, dict]:
+    """Test rows grouped by how many other solutions of the question (test or training) gave the same
+    answer string (3 = 3 or more): where agreement says little (one generator), the model's own
+    reading has to decide. Per group: rows, accuracy, the agreement rule's accuracy on the same
+    rows, the true rate, the training split's rate (None if absent), mean P(True), predicted True."""
+    members = collections.defaultdict(list)
+    for k, d, t, g, v in zip(reference["agreeing"], decided, y, reference["agreement"], p):
+        members[min(k, 3)].append((d, t, g, v))
+    return {k: {"rows": len(rows), "acc": sum(d == t for d, t, _, _ in rows) / len(rows),
+                "rule": sum(g == t for _, t, g, _ in rows) / len(rows), "right": sum(t for _, t, _, _ in rows) / len(rows),
+                "train": reference["train_right"].get(k), "mean_p": sum(v for *_, v in rows) / len(rows),
+                "pred_true": sum(d for d, *_ in rows) / len(rows)}
+            for k, rows in sorted(members.items())}
+
+
 def run(cmd: list[str]) -> None:
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     if done.returncode != 0:
         raise SystemExit(f"failed: {' '.join(cmd)}\n{done.stderr[-4000:]}")
+
+
+def run_cases(args, extra: list[str], seed: int, work: Path) -> list[dict]:
+    """Every case x variant on the split of ``seed``: fit, predict, score; one result per pair."""
+    table = []
+    for case in args.cases.split(","):
+        folder = work / "cases" / case
+        if case.rsplit("-", 1)[-1] not in ("unseen", "seen") or case.rsplit("-", 1)[0] not in real_cases.SETS:
+            raise SystemExit(f"unknown case {case!r}: one of {', '.join(CASES + ONE_GENERATOR)}")
+        print(make_case(case, folder, seed), file=sys.stderr)
+        if args.per_question:
+            keep_per_question(folder, args.per_question, seed)
+        labels = {r["ID"]: r["is_correct"] == "True" for r in read_csv(folder / "test_labels.csv")}
+        y = [labels[r["ID"]] for r in read_csv(folder / "test.csv")]
+        refs = {"majority": max(sum(y), len(y) - sum(y)) / len(y), "seed": seed}
+        reference = rules(folder)
+        for rule in ("agreement", "known-label") if case.endswith("-seen") else ("agreement",):
+            refs[rule] = sum(d == t for d, t in zip(reference[rule], y)) / len(y)
+        if case.endswith("-unseen"):
+            refs["pattern_ece"] = ece(reference["pattern"], y)
+            refs["pattern"] = sum((v > 0.5) == t for v, t in zip(reference["pattern"], y)) / len(y)
+        writers = writer_of_rows(case) if args.by else {}
+        for variant in args.variants.split(","):
+            run_name = f"{case}-{variant}" + (f"-k{args.per_question}" if args.per_question else "")
+            run_dir = work / "runs" / run_name / "version_0"
+            started, fit_s = time.monotonic(), float("nan")
+            if not (args.reuse and (run_dir / "probabilities.csv").exists()):
+                run([sys.executable, "-m", "mathverify", "fit", "--config", args.config, "--logs_dir", str(work / "runs"),
+                     "--run_name", run_name, "--trainer.enable_progress_bar", "false",
+                     "--data.train_files", str(folder / "train.csv"), *VARIANTS[variant], *extra])
+                fit_s = time.monotonic() - started
+                run([sys.executable, "-m", "mathverify", "predict", "--logs_dir", str(work / "runs"),
+                     "--ckpt_path", f"{run_name}:best", "--data.predict_files", str(folder / "test.csv"),
+                     "--probabilities", str(run_dir / "probabilities.csv"), "--trainer.enable_progress_bar", "false"])
+            result = score(folder, run_dir, args.by, writers, reference)
+            result.update(case=case + (f"/{args.per_question}" if args.per_question else ""), variant=variant, fit_s=fit_s, **refs)
+            table.append(result)
+            print(json.dumps({k: v for k, v in result.items() if k not in ("by", "groups")}), file=sys.stderr, flush=True)
+    return table
+
+
+def print_table(table: list[dict]) -> None:
+    # pattern / floor: the pattern rule's accuracy at 0.5 and its ECE (unseen cases; see rules())
+    print(f"{'case':<20} {'variant':<9} {'acc':>6} {'acc@0.5':>7} {'predT':>6} {'true':>6} {'ECE':>6} {'AUROC':>6} "
+          f"{'major':>6} {'agree':>6} {'known':>6} {'patrn':>6} {'floor':>6} {'fit s':>6}")
+    for r in table:
+        known = f"{r['known-label']:.4f}" if "known-label" in r else ""
+        pattern = f"{r['pattern']:.4f}" if "pattern" in r else ""
+        floor = f"{r['pattern_ece']:.4f}" if "pattern_ece" in r else ""
+        print(f"{r['case']:<20} {r['variant']:<9} {r['acc']:.4f} {r['acc@0.5']:>7.4f} {r['pred_true']:.4f} "
+              f"{r['true']:.4f} {r['ece']:.4f} {r['auroc']:.4f} {r['majority']:.4f} {r['agreement']:.4f} "
+              f"{known:>6} {pattern:>6} {floor:>6} {r['fit_s']:>6.0f}")
+    for r in table:
+        for key, (acc, n) in r.get("by", {}).items():
+            print(f"  {r['case']:<20} {r['variant']:<9} {key:<50} {acc:.4f} ({n} rows)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -238,58 +309,25 @@ def main(argv: list[str] | None = None) -> int:
                         help="comma-separated, of: " + ", ".join(CASES + ONE_GENERATOR))
     parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated subset of: " + ", ".join(VARIANTS))
     parser.add_argument("--seed", type=int, default=0, help="the cases' split seed (benchmarks/real_cases.py --seed)")
+    parser.add_argument("--seeds", default=None,
+                        help="comma-separated split seeds: every case on each, then their summary (benchmarks/real_seeds.py)")
     parser.add_argument("--per-question", type=int, default=0,
                         help="keep at most this many solutions per question (e.g. 4: as in sets of 4 samples); 0 = all 8")
     parser.add_argument("--by", action="store_true", help="also accuracy per answering model and per sibling count")
     parser.add_argument("--dir", default=None, help="where cases and runs go (default: a new temporary folder)")
+    parser.add_argument("--reuse", action="store_true",
+                        help="score the runs already in --dir as they are (fit and predict only the missing ones)")
     args = parser.parse_args(argv[: argv.index("--")] if "--" in argv else argv)
+    seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else [args.seed]
     work = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="mathverify-real-"))
-    table = []
-    for case in args.cases.split(","):
-        folder = work / "cases" / case
-        if case.rsplit("-", 1)[-1] not in ("unseen", "seen") or case.rsplit("-", 1)[0] not in real_cases.SETS:
-            raise SystemExit(f"unknown case {case!r}: one of {', '.join(CASES + ONE_GENERATOR)}")
-        print(make_case(case, folder, args.seed), file=sys.stderr)
-        if args.per_question:
-            keep_per_question(folder, args.per_question, args.seed)
-        labels = {r["ID"]: r["is_correct"] == "True" for r in read_csv(folder / "test_labels.csv")}
-        y = [labels[r["ID"]] for r in read_csv(folder / "test.csv")]
-        refs = {"majority": max(sum(y), len(y) - sum(y)) / len(y)}
-        reference = rules(folder)
-        for rule in ("agreement", "known-label") if case.endswith("-seen") else ("agreement",):
-            refs[rule] = sum(d == t for d, t in zip(reference[rule], y)) / len(y)
-        if case.endswith("-unseen"):
-            refs["pattern_ece"] = ece(reference["pattern"], y)
-            refs["pattern"] = sum((v > 0.5) == t for v, t in zip(reference["pattern"], y)) / len(y)
-        writers = writer_of_rows(case) if args.by else {}
-        for variant in args.variants.split(","):
-            run_name = f"{case}-{variant}" + (f"-k{args.per_question}" if args.per_question else "")
-            started = time.monotonic()
-            run([sys.executable, "-m", "mathverify", "fit", "--config", args.config, "--logs_dir", str(work / "runs"),
-                 "--run_name", run_name, "--trainer.enable_progress_bar", "false",
-                 "--data.train_files", str(folder / "train.csv"), *VARIANTS[variant], *extra])
-            fit_s = time.monotonic() - started
-            run_dir = work / "runs" / run_name / "version_0"
-            run([sys.executable, "-m", "mathverify", "predict", "--logs_dir", str(work / "runs"),
-                 "--ckpt_path", f"{run_name}:best", "--data.predict_files", str(folder / "test.csv"),
-                 "--probabilities", str(run_dir / "probabilities.csv"), "--trainer.enable_progress_bar", "false"])
-            result = score(folder, run_dir, args.by, writers, reference)
-            result.update(case=case + (f"/{args.per_question}" if args.per_question else ""), variant=variant, fit_s=fit_s, **refs)
-            table.append(result)
-            print(json.dumps({k: v for k, v in result.items() if k != "by"}), file=sys.stderr, flush=True)
-    # pattern / floor: the pattern rule's accuracy at 0.5 and its ECE (unseen cases; see rules())
-    print(f"{'case':<13} {'variant':<9} {'acc':>6} {'acc@0.5':>7} {'predT':>6} {'true':>6} {'ECE':>6} {'AUROC':>6} "
-          f"{'major':>6} {'agree':>6} {'known':>6} {'patrn':>6} {'floor':>6} {'fit s':>6}")
-    for r in table:
-        known = f"{r['known-label']:.4f}" if "known-label" in r else ""
-        pattern = f"{r['pattern']:.4f}" if "pattern" in r else ""
-        floor = f"{r['pattern_ece']:.4f}" if "pattern_ece" in r else ""
-        print(f"{r['case']:<13} {r['variant']:<9} {r['acc']:.4f} {r['acc@0.5']:>7.4f} {r['pred_true']:.4f} "
-              f"{r['true']:.4f} {r['ece']:.4f} {r['auroc']:.4f} {r['majority']:.4f} {r['agreement']:.4f} "
-              f"{known:>6} {pattern:>6} {floor:>6} {r['fit_s']:>6.0f}")
-    for r in table:
-        for key, (acc, n) in r.get("by", {}).items():
-            print(f"  {r['case']:<13} {r['variant']:<9} {key:<50} {acc:.4f} ({n} rows)")
+    tables = {}
+    for seed in seeds:
+        tables[seed] = run_cases(args, extra, seed, work / f"seed{seed}" if args.seeds else work)
+        if args.seeds:
+            print(f"split seed {seed}:")
+        print_table(tables[seed])
+    if args.seeds:
+        print("\n".join(real_seeds.summary_lines(tables)))
     print(f"(cases and runs in {work})")
     return 0
 
