@@ -197,21 +197,45 @@ def test_by_default_a_seen_view_of_a_hundred_rows_does_not_fit_its_own_evidence_
     assert fitted_alone.combination.as_list()[1][1] < 0.8  # with a lower bar it would fit b itself
 
 
-def test_by_default_the_evidence_keeps_its_scale_and_the_text_gets_a_weight_and_an_intercept():
-    """1,500 unseen rows whose evidence is over-confident by 2x: by default b stays 1 (the
-    warm-started head is calibrated on every labelled training row; on real unseen cases the
-    validation refit of b and c left the test ECE higher in 10 of 10 runs), while a text margin
-    gets its weight and an intercept (an off-centre margin needs one: without it, math unseen /4
-    lost 2.2 points); with no text (an evidence-only model) nothing moves; ``fit_evidence``
-    refits b and c too."""
-    m, d, y = _rows(1500, 11, text_noise=False)  # the text carries signal, 1.5 off-centre
-    rows = {"margin": (m + 1.5).float(), "shift": (d * 2).float(), "labels": y.long(), "labelled": torch.zeros(1500).long()}
+def test_by_default_the_evidence_keeps_its_scale_and_the_intercept_follows_the_text_weight():
+    """1,500 unseen rows whose evidence is over-confident by 2x, and a text margin that carries signal
+    around an offset of 1.5 which the training sum m + d already takes back (the head learnt beside
+    the text): by default b stays 1 (the warm-started head is calibrated on every labelled training
+    row; on real unseen cases the validation refit of b and c left the test ECE higher in 10 of 10
+    runs), the text gets its weight a, and the intercept is (1 - a) * mean(m), so re-weighting the
+    text around its mean leaves the base rate where m + d put it; with no text (an evidence-only
+    model) nothing moves; ``fit_evidence`` refits b and c too."""
+    m, d, y = _rows(1500, 11, text_noise=False)
+    rows = {"margin": (m + 1.5).float(), "shift": (d * 2 - 1.5).float(), "labels": y.long(),
+            "labelled": torch.zeros(1500).long()}
     default, refit = _Module(rows), _Module(rows)
     FitCombination().on_validation_epoch_end(IN_FIT, default)
     FitCombination(fit_evidence=True).on_validation_epoch_end(IN_FIT, refit)
     a, b, c = default.combination.as_list()[0]
-    assert b == 1.0 and a > 0.5 and c < -0.5 * a  # the intercept takes the margin's offset back
+    assert b == 1.0 and a > 0.5 and c == pytest.approx((1 - a) * float(rows["margin"].double().mean()), abs=1e-6)
     assert refit.combination.as_list()[0][1] == pytest.approx(0.5, abs=0.1)
     evidence_only = _Module({**rows, "margin": torch.zeros(1500)})
     FitCombination().on_validation_epoch_end(IN_FIT, evidence_only)
     assert evidence_only.combination.as_list()[0] == list(IDENTITY)
+
+
+def test_validation_questions_righter_than_the_training_sum_do_not_move_the_base_rate():
+    """Noise text (mean 0.5, as the training sum m + d holds it) and validation rows right more often
+    than m + d says (+0.5 log-odds: a few dozen validation questions have their own rate of right
+    rows). A free intercept takes that +0.5 and carries it to every test question; the default's
+    intercept reads no label, so the base rate stays the training sum's while the noise text loses
+    its weight."""
+    g = torch.Generator().manual_seed(12)
+    d = torch.randn(600, generator=g, dtype=torch.float64) * 2
+    m = torch.randn(600, generator=g, dtype=torch.float64) + 0.5
+    y = (torch.rand(600, generator=g, dtype=torch.float64) < torch.sigmoid(d + 0.5 + 0.5)).long()
+    rows = {"margin": m.float(), "shift": (d + 0.5 - m.mean()).float(), "labels": y, "labelled": torch.zeros(600).long()}
+    default, free = _Module(rows), _Module(rows)
+    FitCombination().on_validation_epoch_end(IN_FIT, default)
+    FitCombination(fit_evidence=True).on_validation_epoch_end(IN_FIT, free)  # b and c free: c takes the shift
+    a, _, c = default.combination.as_list()[0]
+    base = float(rows["margin"].double().mean())  # m's mean: where the training sum has it
+    assert abs(a) < 0.3 and c == pytest.approx((1 - a) * base, abs=1e-6)
+    mean_z = lambda module: float(module.combination(rows["margin"], rows["shift"], rows["labelled"].bool()).mean())
+    training_sum = float((rows["margin"] + rows["shift"]).double().mean())
+    assert abs(mean_z(default) - training_sum) < 0.1 and mean_z(free) - training_sum > 0.3

@@ -12,11 +12,12 @@ whatever scale training left it.
 that also picks the decision threshold), three numbers (a, b, c): P = sigmoid(a m + b d + c).
 They start at (1, 1, 0), which is the training sum exactly; ``fit_cases`` fits them by logistic
 regression on held-out validation rows (``callbacks.combination.FitCombination``: a case with
-enough rows fits its own text weight a and, with text, its intercept c, keeping the evidence's
-b = 1 unless asked; a case with too few rows gets only a text weight, fitted on the rows of both
-cases), so text that is noise on held-out rows gets a ~ 0 and text that helps keeps its weight
-(the callback adopts the fit whatever its gain; ``fit_cases`` can gate it by a chi-square test). Only test, predict
-and the Python API use the fitted numbers: training and the validation loss see m + d.
+enough rows fits its own text weight a, its intercept following it, c = (1 - a) * mean(m), and
+keeps the evidence's b = 1 unless asked; a case with too few rows gets only a text weight, fitted
+on the rows of both cases), so text that is noise on held-out rows gets a ~ 0 and text that helps
+keeps its weight (the callback adopts the fit whatever its gain; ``fit_cases`` can gate it by a
+chi-square test). Only test, predict and the Python API use the fitted numbers: training and the
+validation loss see m + d.
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ CHI2_1PCT = {1: 6.63, 2: 9.21, 3: 11.34, 4: 13.28, 5: 15.09}  # 1 % points of ch
 
 
 def fit_cases(margin: torch.Tensor, shift: torch.Tensor, labels: torch.Tensor, labelled: torch.Tensor,
-              free=(0, 1), prior: float = 1.0, min_gain: float | None = None, free_bias=()) -> dict:
+              free=(0, 1), prior: float = 1.0, min_gain: float | None = None, centred=()) -> dict:
     """Fit one text weight a shared by both cases and (b, c) per case in ``free``; identity unless clearly better.
 
     The text model is one model whichever case a row is in, so its weight is fitted on all rows:
@@ -78,47 +79,52 @@ def fit_cases(margin: torch.Tensor, shift: torch.Tensor, labels: torch.Tensor, l
     shift without evidence or the margin without text, keeps its weight at 1), by L-BFGS in float64.
     Adopted only when twice the gain in log-likelihood is at least ``min_gain`` (None: the 1 %
     point of chi-square for the numbers fitted, 1 + 2 per free case), so a few hundred rows cannot
-    move a model that was fine. ``free_bias``: cases that fit their bias c too, with b kept at 1 (a
-    text margin off-centre needs its own intercept; the evidence's scale stays the warm-started
-    head's). Returns ``rows`` (2 x 3, as ``Combination.rows``), ``adopted``, and
-    the mean losses per row ``nll_identity`` / ``nll_fit``.
+    move a model that was fine. ``centred``: cases (not in ``free``) whose bias follows the text
+    weight, c = (1 - a) * mean(m over the case's rows): the text is re-weighted around its own mean,
+    so its weight moves no row's base rate away from the training sum m + d (no label is read for
+    c, so it cannot take on the validation questions' own rate of right rows). Returns ``rows``
+    (2 x 3, as ``Combination.rows``), ``adopted``, and the mean losses per row ``nll_identity`` /
+    ``nll_fit``.
     """
     m, d, y = (t.detach().double().reshape(-1).cpu() for t in (margin, shift, labels))
     case = labelled.detach().reshape(-1).cpu().bool().long()  # [N] 0 unseen, 1 seen
     free = sorted({int(c) for c in free})
-    free_bias = sorted({int(c) for c in free_bias} - set(free))
+    centred = sorted({int(c) for c in centred} - set(free))
     identity_rows = [list(IDENTITY), list(IDENTITY)]
     n = len(y)
     if n == 0:
         return {"rows": identity_rows, "adopted": False, "nll_identity": float("nan"), "nll_fit": float("nan")}
     if min_gain is None:
-        min_gain = CHI2_1PCT[1 + 2 * len(free) + len(free_bias)]
+        min_gain = CHI2_1PCT[1 + 2 * len(free)]
     start = torch.tensor([1.0, 1.0, 0.0, 1.0, 0.0], dtype=torch.float64)  # a, b_unseen, c_unseen, b_seen, c_seen
-    mask = torch.tensor([1.0, float(0 in free), float(0 in free or 0 in free_bias),
-                         float(1 in free), float(1 in free or 1 in free_bias)], dtype=torch.float64)
+    mask = torch.tensor([1.0, float(0 in free), float(0 in free), float(1 in free), float(1 in free)], dtype=torch.float64)
+    # [2]: per case, the margin's mean where its bias follows the text weight, else 0
+    tied = torch.tensor([float(m[case == k].mean()) if k in centred and bool((case == k).any()) else 0.0
+                         for k in (0, 1)], dtype=torch.float64)
     w = start.clone().requires_grad_(True)
 
-    def z_of(params):
-        params = start + mask * (params - start)  # a case left out keeps (1, 0)
-        b = torch.stack([params[1], params[3]])[case]
-        c = torch.stack([params[2], params[4]])[case]
-        return params[0] * m + b * d + c, params
+    def used(params):
+        """The free parameters -> the five numbers a row is scored with (left-out cases at (1, 0))."""
+        params = start + mask * (params - start)
+        bias = torch.stack([params[2], params[4]]) + (1 - params[0]) * tied  # [2]
+        return torch.stack([params[0], params[1], bias[0], params[3], bias[1]])
 
-    def nll(params):
-        return nn.functional.binary_cross_entropy_with_logits(z_of(params)[0], y, reduction="sum")
+    def nll(numbers):
+        b, c = torch.stack([numbers[1], numbers[3]])[case], torch.stack([numbers[2], numbers[4]])[case]
+        return nn.functional.binary_cross_entropy_with_logits(numbers[0] * m + b * d + c, y, reduction="sum")
 
     optimizer = torch.optim.LBFGS([w], lr=1.0, max_iter=200, tolerance_grad=1e-10, tolerance_change=1e-12,
                                   line_search_fn="strong_wolfe")
 
     def objective():
         optimizer.zero_grad()
-        loss = nll(w) + 0.5 * prior * ((mask * (w - start)) ** 2).sum()
+        loss = nll(used(w)) + 0.5 * prior * ((mask * (w - start)) ** 2).sum()
         loss.backward()
         return loss
 
     optimizer.step(objective)
     with torch.no_grad():
-        fitted = z_of(w.detach())[1]
+        fitted = used(w.detach())
         before, after = float(nll(start)), float(nll(fitted))
     adopted = bool(torch.isfinite(fitted).all()) and 2 * (before - after) >= min_gain
     a, b0, c0, b1, c1 = fitted.tolist()
