@@ -26,8 +26,8 @@ class FitCombination(Callback):
     recalibrate it worse than it is. The intercept reads no label: the text is re-weighted around
     its own mean, so its weight moves no base rate away from the training sum m + d, whose head
     learnt beside the text's offset. A free intercept learnt the validation questions' own rate of
-    right rows (600 rows are some 75 questions, whose rate differs from the test questions' by
-    several points) and carried it to every test row: on real math unseen over three splits it
+    right rows (600 rows are some 75 questions, whose rate differs from the test questions' by a
+    few points) and carried it to every test row: on real math unseen over three splits it
     cost 0.0-1.5 points against evidence only (docs/real-data.md, "The text's intercept follows
     its weight"). The checkpoint saved after this
     validation holds them beside the thresholds. List it before ``VerificationMetrics`` and
